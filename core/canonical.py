@@ -1,0 +1,29 @@
+"""Canonical JSON: the one byte representation that event hashes are computed over.
+
+Sorted keys, no insignificant whitespace, UTF-8 (not ASCII escapes), and no NaN or
+Infinity, which JSON does not define and which would make a hash depend on a parser's
+leniency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from strata.core.errors import InvalidInput
+
+
+def canonical_json(value: Any) -> str:
+    try:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    except ValueError as exc:  # NaN / Infinity
+        raise InvalidInput(f"event data cannot be stored as canonical JSON: {exc}") from exc
+    except TypeError as exc:
+        raise InvalidInput(f"event data is not JSON-serialisable: {exc}") from exc
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,78 @@
+"""Database engines for the embedded default (SQLite) and scale-out (PostgreSQL).
+
+Writers must be serialised so that global positions are gap-free and committed in
+order. On SQLite a write transaction starts with BEGIN IMMEDIATE (it takes the database's
+single write lock up front instead of failing on upgrade); on PostgreSQL it takes a
+transaction-scoped advisory lock. Readers are never blocked by either.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.pool import StaticPool
+
+# Arbitrary constants naming Strata's advisory locks on PostgreSQL.
+APPEND_LOCK = 0x5757_0001
+PROJECTION_LOCK = 0x5757_0002
+
+_WRITE = "strata_write"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, **kwargs)
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    # A file database in WAL mode: readers see a consistent snapshot while one writer
+    # appends; synchronous=FULL makes every committed append durable across power loss.
+    engine = create_engine(
+        url, connect_args={"timeout": 60, "check_same_thread": False}, **kwargs
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # Let SQLAlchemy's "begin" event below decide how a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        writing = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+    return engine
+
+
+def memory_engine() -> Engine:
+    """A private in-memory SQLite database (used to replay the log up to a position)."""
+    # One shared connection: every new connection to "sqlite://" would be a new database.
+    return create_engine(
+        "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
+    )
+
+
+def is_sqlite(conn_or_engine: Connection | Engine) -> bool:
+    return conn_or_engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def write_transaction(engine: Engine, lock: int = APPEND_LOCK) -> Iterator[Connection]:
+    """A transaction that holds Strata's write lock `lock` until it commits or rolls back."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            if not is_sqlite(conn):
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+            yield conn

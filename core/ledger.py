@@ -1,0 +1,268 @@
+"""The event log: atomic, optimistic-concurrency appends onto a hash chain, and reads.
+
+Appends are serialised by the database write lock (core.db.write_transaction), so the
+global position is assigned as max + 1 inside the lock: gap-free and strictly increasing
+in commit order, which lets a reader that follows positions never miss an event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, Engine, Row, func, insert, select
+
+from strata.core.canonical import canonical_json, sha256_hex
+from strata.core.db import write_transaction
+from strata.core.errors import ConcurrencyError, DuplicateEvent, InvalidInput
+from strata.core.events import GENESIS_HASH, NewEvent, RecordedEvent, registry
+from strata.core.schema import EventRow
+
+events_table = EventRow.__table__  # type: ignore[attr-defined]
+_c = events_table.c
+
+ANY_VERSION = -1
+"""Pass as expected_version to append without a concurrency check."""
+
+READ_PAGE = 500
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def chain_hash(prev_hash: str, event: RecordedEvent) -> str:
+    return sha256_hex(prev_hash + canonical_json(event.envelope()))
+
+
+def row_to_event(row: Row) -> RecordedEvent:
+    return RecordedEvent(
+        position=row.position,
+        event_id=row.event_id,
+        stream=row.stream,
+        version=row.version,
+        type=row.type,
+        schema=row.schema_version,
+        data=json.loads(row.data),
+        meta=json.loads(row.meta),
+        recorded_at=row.recorded_at,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+@dataclass(frozen=True)
+class ChainBreak:
+    position: int
+    reason: str
+
+
+class Ledger:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- writing ----------------------------------------------------------------------
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int = ANY_VERSION,
+        idempotency_key: str | None = None,
+    ) -> list[RecordedEvent]:
+        """Append `events` to `stream` atomically, all or nothing.
+
+        `expected_version` is the version the stream must be at (0: must not exist yet;
+        ANY_VERSION: no check). With an `idempotency_key` that was already recorded, the
+        events recorded then are returned and nothing is written again.
+        """
+        if not events:
+            raise InvalidInput("nothing to append: the batch of events is empty")
+        if not stream or len(stream) > 200:
+            raise InvalidInput(f"invalid stream name {stream!r}")
+        for event in events:
+            registry.validate(event)
+        ids = [e.event_id for e in events]
+        if len(set(ids)) != len(ids):
+            raise DuplicateEvent(f"the batch repeats an event id: {ids}")
+
+        with write_transaction(self.engine) as conn:
+            if idempotency_key is not None:
+                earlier = self._recorded_for_key(conn, idempotency_key, stream, len(events))
+                if earlier is not None:
+                    return earlier
+            current = conn.scalar(
+                select(func.coalesce(func.max(_c.version), 0)).where(_c.stream == stream)
+            )
+            if expected_version != ANY_VERSION and current != expected_version:
+                raise ConcurrencyError(stream, expected_version, current)
+            taken = conn.scalars(select(_c.event_id).where(_c.event_id.in_(ids))).all()
+            if taken:
+                raise DuplicateEvent(f"event id(s) already in the log: {', '.join(taken)}")
+            last = conn.execute(
+                select(_c.position, _c.hash).order_by(_c.position.desc()).limit(1)
+            ).first()
+            position, prev_hash = (last.position, last.hash) if last else (0, GENESIS_HASH)
+
+            recorded_at = utc_now()
+            recorded: list[RecordedEvent] = []
+            rows = []
+            for offset, new in enumerate(events, start=1):
+                draft = RecordedEvent(
+                    position=position + offset,
+                    event_id=new.event_id,
+                    stream=stream,
+                    version=current + offset,
+                    type=new.type,
+                    schema=new.schema,
+                    data=new.data,
+                    meta=new.meta,
+                    recorded_at=recorded_at,
+                    prev_hash=prev_hash,
+                    hash="",
+                )
+                digest = chain_hash(prev_hash, draft)
+                event = RecordedEvent(**{**draft.__dict__, "hash": digest})
+                recorded.append(event)
+                rows.append(
+                    {
+                        "position": event.position,
+                        "event_id": event.event_id,
+                        "stream": stream,
+                        "version": event.version,
+                        "type": event.type,
+                        "schema_version": event.schema,
+                        "data": canonical_json(event.data),
+                        "meta": canonical_json(event.meta),
+                        "recorded_at": recorded_at,
+                        "prev_hash": prev_hash,
+                        "hash": digest,
+                        "idempotency_key": idempotency_key if offset == 1 else None,
+                    }
+                )
+                prev_hash = digest
+            conn.execute(insert(events_table), rows)
+        return recorded
+
+    def _recorded_for_key(
+        self, conn: Connection, key: str, stream: str, count: int
+    ) -> list[RecordedEvent] | None:
+        first = conn.execute(select(events_table).where(_c.idempotency_key == key)).first()
+        if first is None:
+            return None
+        if first.stream != stream:
+            raise InvalidInput(
+                f"idempotency key {key!r} was already used for stream {first.stream!r}"
+            )
+        rows = conn.execute(
+            select(events_table)
+            .where(_c.stream == stream, _c.version >= first.version)
+            .order_by(_c.version)
+            .limit(count)
+        ).all()
+        return [row_to_event(r) for r in rows]
+
+    # --- reading ----------------------------------------------------------------------
+
+    def stream_version(self, stream: str) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(
+                select(func.coalesce(func.max(_c.version), 0)).where(_c.stream == stream)
+            )
+
+    def read_stream(self, stream: str, from_version: int = 1) -> list[RecordedEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events_table)
+                .where(_c.stream == stream, _c.version >= from_version)
+                .order_by(_c.version)
+            ).all()
+        return [row_to_event(r) for r in rows]
+
+    def read_all(
+        self,
+        from_position: int = 1,
+        limit: int | None = None,
+        types: Sequence[str] | None = None,
+        to_position: int | None = None,
+        streams: Sequence[str] | None = None,
+    ) -> Iterator[RecordedEvent]:
+        """Events in position order, fetched lazily a page at a time."""
+        remaining = limit
+        next_position = from_position
+        while remaining is None or remaining > 0:
+            page = READ_PAGE if remaining is None else min(READ_PAGE, remaining)
+            query = select(events_table).where(_c.position >= next_position)
+            if types:
+                query = query.where(_c.type.in_(list(types)))
+            if streams:
+                query = query.where(_c.stream.in_(list(streams)))
+            if to_position is not None:
+                query = query.where(_c.position <= to_position)
+            with self.engine.connect() as conn:
+                rows = conn.execute(query.order_by(_c.position).limit(page)).all()
+            for row in rows:
+                yield row_to_event(row)
+            if len(rows) < page:
+                return
+            next_position = rows[-1].position + 1
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def read_last(self, limit: int, types: Sequence[str] | None = None,
+                  streams: Sequence[str] | None = None,
+                  to_position: int | None = None) -> list[RecordedEvent]:
+        """The newest `limit` events (oldest first), for `strata log`."""
+        query = select(events_table)
+        if types:
+            query = query.where(_c.type.in_(list(types)))
+        if streams:
+            query = query.where(_c.stream.in_(list(streams)))
+        if to_position is not None:
+            query = query.where(_c.position <= to_position)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(_c.position.desc()).limit(limit)).all()
+        return [row_to_event(r) for r in reversed(rows)]
+
+    def get(self, event_id: str) -> RecordedEvent | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(events_table).where(_c.event_id == event_id)).first()
+        return row_to_event(row) if row else None
+
+    def event_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(
+                conn.scalars(
+                    select(_c.event_id).where(_c.event_id.startswith(prefix)).limit(limit)
+                )
+            )
+
+    def head_position(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.coalesce(func.max(_c.position), 0)))
+
+    # --- verifying --------------------------------------------------------------------
+
+    def verify_chain(
+        self, observe: Callable[[RecordedEvent], None] | None = None
+    ) -> Iterator[ChainBreak]:
+        """Recompute the chain from the first event; yield every break found.
+
+        `observe` sees every event on the way, so a caller checking more than the chain
+        (verify's blob references) reads the log once.
+        """
+        prev_hash = GENESIS_HASH
+        expected_position = 1
+        for event in self.read_all():
+            if observe is not None:
+                observe(event)
+            if event.position != expected_position:
+                yield ChainBreak(expected_position, f"position {expected_position} is missing")
+            if event.prev_hash != prev_hash:
+                yield ChainBreak(event.position, "prev_hash does not match the previous event")
+            if chain_hash(event.prev_hash, event) != event.hash:
+                yield ChainBreak(event.position, "hash does not match the event's contents")
+            prev_hash = event.hash
+            expected_position = event.position + 1

@@ -1,0 +1,103 @@
+"""Lineage queries over the derivation DAG, answered by the database in recursive CTEs.
+
+An edge is one derivation row: input asset → output asset, with the input's role and the
+event that produced it. Walking up from an asset gives what made it; walking down gives
+what was made from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import Connection, and_, exists, literal, select, union
+
+from strata.core.projections import table
+from strata.core.schema import DerivationRow
+
+derivations = table(DerivationRow)
+_d = derivations.c
+
+Direction = Literal["up", "down"]
+MAX_DEPTH = 100_000
+
+
+@dataclass(frozen=True)
+class Edge:
+    input_digest: str
+    output_digest: str
+    role: str
+    layer: str
+    operation: str
+    event_id: str
+    depth: int
+
+
+def walk(
+    conn: Connection, digest: str, direction: Direction, depth: int = MAX_DEPTH
+) -> list[Edge]:
+    """Every edge within `depth` steps above (up) or below (down) `digest`."""
+    near = _d.output_digest if direction == "up" else _d.input_digest
+    columns = (_d.input_digest, _d.output_digest, _d.role, _d.layer, _d.operation, _d.event_id)
+    start = select(*columns, literal(1).label("depth")).where(near == digest)
+    frontier = start.cte("frontier", recursive=True)
+    step = derivations.alias("step")
+    step_near = step.c.output_digest if direction == "up" else step.c.input_digest
+    frontier_far = frontier.c.input_digest if direction == "up" else frontier.c.output_digest
+    recursive = select(
+        step.c.input_digest, step.c.output_digest, step.c.role, step.c.layer,
+        step.c.operation, step.c.event_id, (frontier.c.depth + 1).label("depth"),
+    ).where(and_(step_near == frontier_far, frontier.c.depth < depth))
+    # UNION (not UNION ALL) keeps a diamond in the DAG from multiplying rows.
+    frontier = frontier.union(recursive)
+    rows = conn.execute(
+        select(frontier).order_by(frontier.c.depth, frontier.c.output_digest,
+                                  frontier.c.input_digest, frontier.c.role)
+    ).all()
+    seen: set[tuple[str, str, str]] = set()
+    edges: list[Edge] = []
+    for row in rows:  # keep each edge once, at the depth it is first reached
+        key = (row.input_digest, row.output_digest, row.role)
+        if key not in seen:
+            seen.add(key)
+            edges.append(Edge(**row._mapping))
+    return edges
+
+
+def roots(conn: Connection, digest: str) -> list[str]:
+    """The ancestors of `digest` that were not derived from anything (itself if parentless)."""
+    up = select(_d.input_digest.label("digest")).where(_d.output_digest == digest).cte(
+        "up", recursive=True)
+    parent = derivations.alias("parent")
+    up = up.union(select(parent.c.input_digest).where(parent.c.output_digest == up.c.digest))
+    candidates = union(select(up.c.digest), select(literal(digest).label("digest"))).subquery()
+    has_parent = exists().where(_d.output_digest == candidates.c.digest)
+    return list(conn.scalars(
+        select(candidates.c.digest).where(~has_parent).order_by(candidates.c.digest)
+    ))
+
+
+def path(conn: Connection, ancestor: str, descendant: str,
+         depth: int = MAX_DEPTH) -> list[str] | None:
+    """The shortest chain of assets leading from `ancestor` down to `descendant`, or None."""
+    if ancestor == descendant:
+        return [ancestor]
+    start = select(
+        _d.input_digest.label("digest"),
+        (literal(descendant) + "," + _d.input_digest).label("trail"),
+        literal(1).label("depth"),
+    ).where(_d.output_digest == descendant)
+    climb = start.cte("climb", recursive=True)
+    step = derivations.alias("step")
+    climb = climb.union_all(
+        select(
+            step.c.input_digest,
+            (climb.c.trail + "," + step.c.input_digest),
+            climb.c.depth + 1,
+        ).where(and_(step.c.output_digest == climb.c.digest, climb.c.depth < depth,
+                     climb.c.digest != ancestor))
+    )
+    trail = conn.scalar(
+        select(climb.c.trail).where(climb.c.digest == ancestor).order_by(climb.c.depth).limit(1)
+    )
+    return list(reversed(trail.split(","))) if trail else None

@@ -1,0 +1,103 @@
+"""What the bytes alone say about an asset: media type, dimensions, perceptual hashes.
+
+The media type is sniffed from magic numbers, never taken from a file name. Images are
+fully decoded once, so that truncated or corrupt files are refused at the door, and the
+pixel count is bounded before decoding so that a decompression bomb is refused without
+allocating it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from strata.core.errors import InvalidInput
+
+SNIFF_BYTES = 64
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    media_type: str
+    width: int | None = None
+    height: int | None = None
+    phash: str | None = None
+    dhash: str | None = None
+
+
+def sniff_media_type(head: bytes) -> str:
+    """The media type that the first bytes of a file announce."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head.startswith(b"BM"):
+        return "image/bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        if brand in (b"qt  ",):
+            return "video/quicktime"
+        if brand in (b"M4A ", b"M4B "):
+            return "audio/mp4"
+        return "video/mp4"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm" if b"webm" in head else "video/x-matroska"
+    if head.startswith(b"OggS"):
+        return "audio/ogg"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith(b"ID3") or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2"):
+        return "audio/mpeg"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "application/json"
+    return "application/octet-stream"
+
+
+def is_image(media_type: str) -> bool:
+    return media_type.startswith("image/")
+
+
+def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
+    """Decode the image at `path` fully and hash it; refuse bombs and broken files."""
+    import imagehash
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InvalidInput(
+                    f"refused as a decompression bomb: {width}x{height} = {width * height:,} "
+                    f"pixels is more than the limit of {max_pixels:,} (STRATA_MAX_IMAGE_PIXELS)"
+                )
+            image.load()  # raises on truncated or corrupt data
+            rgb = image.convert("RGB")
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError) as exc:
+        raise InvalidInput(f"refused a corrupt or truncated {media_type} image: {exc}") from exc
+    return MediaInfo(
+        media_type=media_type,
+        width=width,
+        height=height,
+        phash=str(imagehash.phash(rgb)),
+        dhash=str(imagehash.dhash(rgb)),
+    )
+
+
+def inspect(path: Path, head: bytes, max_pixels: int) -> MediaInfo:
+    media_type = sniff_media_type(head)
+    if is_image(media_type):
+        return inspect_image(path, media_type, max_pixels)
+    return MediaInfo(media_type=media_type)

@@ -1,0 +1,317 @@
+"""Projections: tables built only from events, each with its checkpoint (rule 3).
+
+Every projection is a function of the events it is shown, in position order. The runner
+catches each one up from its own checkpoint; `rebuild` empties the tables and replays the
+log from position 0, which must give exactly the state incremental updates gave. The same
+code replays the log into a private in-memory database to show the state as it was at an
+earlier position (time travel).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from strata.core.db import PROJECTION_LOCK, write_transaction
+from strata.core.event_types import (
+    AssetDerived,
+    AssetImported,
+    AssetInfo,
+    BranchAdvanced,
+    BranchCreated,
+    BranchRolledBack,
+    FinalMarked,
+    JobCancelled,
+    JobCompleted,
+    JobFailed,
+    JobRequest,
+    JobStarted,
+    ProducedAsset,
+    ReviewRecorded,
+    SelectionPicked,
+    SelectionRated,
+    SelectionRejected,
+)
+from strata.core.events import Payload, RecordedEvent, UnknownPayload
+from strata.core.ledger import events_table, row_to_event
+from strata.core.schema import (
+    AssetRow,
+    BranchMoveRow,
+    BranchRow,
+    DerivationRow,
+    FinalRow,
+    JobRow,
+    ProjectionCheckpoint,
+    ReviewRow,
+    SelectionRow,
+)
+
+BATCH = 2000
+
+
+def table(model: type) -> Table:
+    return model.__table__  # type: ignore[attr-defined, no-any-return]
+
+
+def upsert(
+    conn: Connection, model: type, values: dict[str, Any], keys: Iterable[str],
+    update_columns: Iterable[str] | None = None,
+) -> None:
+    """INSERT, or on a key conflict update `update_columns` (None: keep the existing row)."""
+    target = table(model)
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    statement = insert(target).values(**values)
+    if update_columns is None:
+        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
+    else:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(keys), set_={c: values[c] for c in update_columns}
+        )
+    conn.execute(statement)
+
+
+class Projection(ABC):
+    name: str
+    models: tuple[type, ...]
+
+    @abstractmethod
+    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None: ...
+
+
+class LineageProjection(Projection):
+    """Assets and the derivation edges between them."""
+
+    name = "lineage"
+    models = (AssetRow, DerivationRow)
+
+    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+        if isinstance(payload, AssetImported):
+            self._asset(conn, event, payload.asset, "import", None, payload.source.name)
+        elif isinstance(payload, AssetDerived):
+            self._produced(conn, event, payload.output, "external", payload.operation, None,
+                           payload.source.name)
+        elif isinstance(payload, JobCompleted):
+            layer = event.type.split(".", 1)[0]
+            for output in payload.outputs:
+                self._produced(conn, event, output, layer, payload.operation, payload.job_id)
+
+    def _produced(
+        self, conn: Connection, event: RecordedEvent, output: ProducedAsset, layer: str,
+        operation: str, job_id: str | None, label: str | None = None,
+    ) -> None:
+        self._asset(conn, event, output.asset, layer, job_id, label)
+        for source in output.inputs:
+            upsert(conn, DerivationRow, {
+                "output_digest": output.asset.digest,
+                "input_digest": source.digest,
+                "role": source.role,
+                "event_position": event.position,
+                "event_id": event.event_id,
+                "layer": layer,
+                "operation": operation,
+            }, keys=("output_digest", "input_digest", "role"))
+
+    def _asset(
+        self, conn: Connection, event: RecordedEvent, asset: AssetInfo, layer: str,
+        job_id: str | None, label: str | None,
+    ) -> None:
+        # The first event that mentions an asset is the one that made it; later imports
+        # of the same bytes add nothing to the asset itself.
+        upsert(conn, AssetRow, {
+            **asset.model_dump(),
+            "label": label,
+            "layer": layer,
+            "job_id": job_id,
+            "created_position": event.position,
+            "created_event_id": event.event_id,
+        }, keys=("digest",))
+
+
+class JobsProjection(Projection):
+    name = "jobs"
+    models = (JobRow,)
+
+    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+        jobs = table(JobRow)
+        changes: dict[str, Any]
+        if isinstance(payload, JobRequest):
+            conn.execute(jobs.insert().values(
+                job_id=payload.job_id,
+                layer=event.type.split(".", 1)[0],
+                status="requested",
+                stream_version=event.version,
+                request=json.dumps(event.data, sort_keys=True),
+                branch=payload.branch,
+                iterates_job=payload.iterates,
+                attempts=0,
+                requested_position=event.position,
+                updated_position=event.position,
+            ))
+            return
+        if isinstance(payload, JobStarted):
+            changes = {"status": "running", "attempts": payload.attempt,
+                       "worker": payload.worker, "retry_at": None}
+        elif isinstance(payload, JobCompleted):
+            changes = {"status": "completed", "worker": None, "outputs": json.dumps(
+                [o.asset.digest for o in payload.outputs])}
+        elif isinstance(payload, JobFailed):
+            changes = {
+                "status": "retrying" if payload.retry_at else "failed",
+                "retry_at": payload.retry_at,
+                "error_class": payload.error_class,
+                "error_message": payload.message,
+                "worker": None,
+            }
+        elif isinstance(payload, JobCancelled):
+            changes = {"status": "cancelled", "worker": None, "retry_at": None}
+        else:
+            return
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.job_id == payload.job_id)
+            .values(stream_version=event.version, updated_position=event.position, **changes)
+        )
+
+
+class BranchesProjection(Projection):
+    name = "branches"
+    models = (BranchRow, BranchMoveRow)
+
+    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+        if isinstance(payload, BranchCreated):
+            conn.execute(table(BranchRow).insert().values(
+                name=payload.name, head=payload.head, version=event.version,
+                created_position=event.position, updated_position=event.position,
+            ))
+            self._move(conn, event, payload.name, "created", payload.head, None, None)
+        elif isinstance(payload, BranchAdvanced | BranchRolledBack):
+            branches = table(BranchRow)
+            conn.execute(
+                update(branches)
+                .where(branches.c.name == payload.name)
+                .values(head=payload.head, version=event.version,
+                        updated_position=event.position)
+            )
+            action = "advanced" if isinstance(payload, BranchAdvanced) else "rolled_back"
+            reason = payload.reason if isinstance(payload, BranchRolledBack) else None
+            self._move(conn, event, payload.name, action, payload.head, payload.previous_head,
+                       reason)
+
+    def _move(
+        self, conn: Connection, event: RecordedEvent, branch: str, action: str,
+        head: str | None, previous: str | None, reason: str | None,
+    ) -> None:
+        conn.execute(table(BranchMoveRow).insert().values(
+            branch=branch, position=event.position, action=action, head=head,
+            previous_head=previous, reason=reason, recorded_at=event.recorded_at,
+        ))
+
+
+class CurationProjection(Projection):
+    """Human and automatic decisions: selections, ratings, reviews, finals."""
+
+    name = "curation"
+    models = (SelectionRow, ReviewRow, FinalRow)
+
+    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+        if isinstance(payload, SelectionPicked | SelectionRejected):
+            decision = "picked" if isinstance(payload, SelectionPicked) else "rejected"
+            self._selection(conn, event, payload.digest, decision=decision, note=payload.note)
+        elif isinstance(payload, SelectionRated):
+            self._selection(conn, event, payload.digest, rating=payload.rating,
+                            note=payload.note)
+        elif isinstance(payload, ReviewRecorded):
+            upsert(conn, ReviewRow, {"digest": payload.digest, "verdict": payload.verdict,
+                                     "note": payload.note, "position": event.position},
+                   keys=("digest",), update_columns=("verdict", "note", "position"))
+        elif isinstance(payload, FinalMarked):
+            upsert(conn, FinalRow, {"digest": payload.digest, "note": payload.note,
+                                    "position": event.position},
+                   keys=("digest",), update_columns=("note", "position"))
+        else:
+            scored = getattr(payload, "scored", None)  # selection.auto_completed
+            if scored is not None:
+                for digest, facts in scored.items():
+                    self._selection(conn, event, digest, quality=facts.score,
+                                    cluster=facts.cluster)
+
+    def _selection(self, conn: Connection, event: RecordedEvent, digest: str,
+                   **changes: Any) -> None:
+        values = {"digest": digest, "updated_position": event.position, **changes}
+        upsert(conn, SelectionRow, values, keys=("digest",),
+               update_columns=[k for k in values if k != "digest"])
+
+
+ALL_PROJECTIONS: tuple[Projection, ...] = (
+    LineageProjection(),
+    JobsProjection(),
+    BranchesProjection(),
+    CurationProjection(),
+)
+
+
+class ProjectionRunner:
+    """Catches projections up with the log, and rebuilds them from scratch."""
+
+    def __init__(self, engine: Engine, projections: tuple[Projection, ...] = ALL_PROJECTIONS,
+                 source: Engine | None = None) -> None:
+        self.engine = engine
+        self.source = source or engine  # where the events are read (differs for time travel)
+        self.projections = projections
+
+    def checkpoints(self, conn: Connection) -> dict[str, int]:
+        rows = conn.execute(select(table(ProjectionCheckpoint))).all()
+        found = {row.name: row.position for row in rows}
+        return {p.name: found.get(p.name, 0) for p in self.projections}
+
+    def catch_up(self, to_position: int | None = None) -> int:
+        """Apply every event past each checkpoint; return the number of events applied."""
+        applied = 0
+        while True:
+            with write_transaction(self.engine, PROJECTION_LOCK) as conn:
+                done = self._apply_batch(conn, to_position)
+            applied += done
+            if done < BATCH:
+                return applied
+
+    def _apply_batch(self, conn: Connection, to_position: int | None) -> int:
+        checkpoints = self.checkpoints(conn)
+        start = min(checkpoints.values()) + 1
+        query = select(events_table).where(events_table.c.position >= start)
+        if to_position is not None:
+            query = query.where(events_table.c.position <= to_position)
+        query = query.order_by(events_table.c.position).limit(BATCH)
+        if self.source is self.engine:
+            rows = conn.execute(query).all()
+        else:
+            with self.source.connect() as source:
+                rows = source.execute(query).all()
+        for row in rows:
+            event = row_to_event(row)
+            payload = event.payload
+            if isinstance(payload, UnknownPayload):
+                continue  # written by a newer Strata: nothing this version can project
+            for projection in self.projections:
+                if event.position > checkpoints[projection.name]:
+                    projection.apply(conn, event, payload)
+        if rows:
+            last = rows[-1].position
+            for projection in self.projections:
+                upsert(conn, ProjectionCheckpoint, {"name": projection.name, "position": last},
+                       keys=("name",), update_columns=("position",))
+        return len(rows)
+
+    def rebuild(self) -> int:
+        """Drop everything the projections hold and replay the whole log."""
+        with write_transaction(self.engine, PROJECTION_LOCK) as conn:
+            for projection in self.projections:
+                for model in projection.models:
+                    conn.execute(delete(table(model)))
+            conn.execute(delete(table(ProjectionCheckpoint)))
+        return self.catch_up()

@@ -1,0 +1,59 @@
+"""Opening a Strata store: settings → database engine, blob store, ledger, projections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from strata.core import migrate
+from strata.core.blobs import BlobStore, LocalBlobStore
+from strata.core.config import Settings
+from strata.core.db import make_engine
+from strata.core.errors import InvalidInput, StoreNotInitialised
+from strata.core.ledger import Ledger
+from strata.core.projections import ProjectionRunner
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    if settings.blob_url and settings.blob_url.startswith("s3://"):
+        raise InvalidInput(
+            "STRATA_BLOB_URL names an S3 bucket, but this version of Strata only has the "
+            "local folder blob store; unset it or point it at a folder"
+        )
+    return LocalBlobStore(
+        settings.objects_dir,
+        max_image_pixels=settings.max_image_pixels,
+        max_bytes=settings.max_upload_bytes,
+    )
+
+
+@dataclass
+class Store:
+    settings: Settings
+    engine: Engine
+    ledger: Ledger
+    blobs: BlobStore
+    projections: ProjectionRunner
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, *, create: bool = False) -> Store:
+        """Open the configured store; with `create`, make it and migrate it to head."""
+        settings = settings or Settings()
+        if create and not settings.database_url:
+            settings.resolved_home.mkdir(parents=True, exist_ok=True)
+        elif not settings.database_url and not settings.resolved_home.is_dir():
+            raise StoreNotInitialised(
+                f"no Strata store at {settings.resolved_home}; run `strata init` first "
+                "(or set STRATA_HOME)"
+            )
+        engine = make_engine(settings.effective_database_url)
+        if create:
+            migrate.upgrade(engine)
+        else:
+            migrate.require_current_schema(engine)
+        blobs = make_blob_store(settings)
+        return cls(settings, engine, Ledger(engine), blobs, ProjectionRunner(engine))
+
+    def close(self) -> None:
+        self.engine.dispose()

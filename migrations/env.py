@@ -1,0 +1,36 @@
+"""Alembic environment: the same migrations serve SQLite and PostgreSQL.
+
+`strata init` configures alembic in code (core.migrate) and hands over an open
+connection; running `alembic upgrade head` from a checkout uses alembic.ini and
+STRATA_DATABASE_URL / STRATA_HOME like every other command.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from strata.core import schema
+from strata.core.config import Settings
+from strata.core.db import make_engine
+
+target_metadata = schema.SQLModel.metadata
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = context.config.attributes.get("connection")
+if connection is not None:
+    _run(connection)
+else:
+    engine = make_engine(Settings().effective_database_url)
+    with engine.connect() as conn:
+        _run(conn)
