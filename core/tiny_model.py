@@ -86,7 +86,9 @@ def _build_pipeline(staging: Path, seed: int) -> StableDiffusionPipeline:
     # many random numbers the others consumed.
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
-        sample_size=8,
+        # A two-block VAE downsamples by 2, not Stable Diffusion's 8, so 64 px images
+        # need 32-px latents; pipelines size their default output from this value.
+        sample_size=32,
         in_channels=4,
         out_channels=4,
         block_out_channels=(32, 64),
