@@ -77,8 +77,8 @@ class UnknownPipelineKind(ModelError, ValueError):
 
 
 class ModelNotFound(ModelError, FileNotFoundError):
-    def __init__(self, path: Path, what: str = "model folder or file") -> None:
-        super().__init__(f"{what} {path} does not exist")
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"model folder or file {path} does not exist")
         self.path = path
 
 

@@ -6,6 +6,7 @@ diffusers code paths offline. Its pictures are noise; its shapes and plumbing ar
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -56,7 +57,9 @@ def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
             # Replaces an empty folder, fails if another writer filled it in the meantime.
             os.rename(staging, folder)
         except OSError as error:
-            raise ModelFolderNotEmpty(folder) from error
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
+                raise ModelFolderNotEmpty(folder) from error
+            raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -82,45 +85,48 @@ def _build_pipeline(staging: Path, seed: int) -> StableDiffusionPipeline:
         tokenizer_dir, local_files_only=True, model_max_length=MAX_PROMPT_TOKENS
     )
 
-    # Seeding before each component keeps one component's weights independent of how
-    # many random numbers the others consumed.
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        # A two-block VAE downsamples by 2, not Stable Diffusion's 8, so 64 px images
-        # need 32-px latents; pipelines size their default output from this value.
-        sample_size=32,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-    )
-    torch.manual_seed(seed)
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(32, 64),
-        latent_channels=4,
-        sample_size=64,
-    )
-    torch.manual_seed(seed)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_attention_heads=4,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=MAX_PROMPT_TOKENS,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+    # fork_rng gives the seeding below a private copy of the global generator, so writing
+    # a model does not change the random state of the code that asked for it.
+    with torch.random.fork_rng(devices=[]):
+        # Seeding before each component keeps one component's weights independent of how
+        # many random numbers the others consumed.
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(
+            # A two-block VAE downsamples by 2, not Stable Diffusion's 8, so 64 px images
+            # need 32-px latents; pipelines size their default output from this value.
+            sample_size=32,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(32, 64),
+            layers_per_block=1,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=32,
         )
-    )
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+            up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+            block_out_channels=(32, 64),
+            latent_channels=4,
+            sample_size=64,
+        )
+        torch.manual_seed(seed)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                hidden_size=32,
+                intermediate_size=37,
+                num_attention_heads=4,
+                num_hidden_layers=2,
+                vocab_size=len(tokenizer),
+                max_position_embeddings=MAX_PROMPT_TOKENS,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        )
     # The Stable Diffusion 1.x schedule; steps_offset=1 avoids diffusers' "outdated
     # config" warning on every load.
     scheduler = DDIMScheduler(
@@ -183,6 +189,9 @@ def _fsync_tree(root: Path) -> None:
 
 
 def _fsync_dir(directory: Path) -> None:
+    # Only POSIX systems let a directory be opened to flush its entries.
+    if os.name != "posix":
+        return
     descriptor = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(descriptor)

@@ -112,7 +112,14 @@ def test_same_seed_gives_identical_png_bytes_across_fresh_loads(tiny: Path) -> N
 def test_same_seed_writes_the_same_weights_and_another_seed_does_not(
     tiny: Path, tmp_path: Path
 ) -> None:
+    import torch
+
+    torch.manual_seed(123)
+    expected_draw = torch.rand(3)
+    torch.manual_seed(123)
     again = write_tiny_pipeline(tmp_path / "again", seed=0)
+    # Writing a model leaves the caller's random state where it was.
+    assert torch.equal(torch.rand(3), expected_draw)
     other = write_tiny_pipeline(tmp_path / "other", seed=1)
     assert weights_digest(again) == weights_digest(tiny)
     assert weights_digest(other) != weights_digest(tiny)

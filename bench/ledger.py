@@ -1,0 +1,744 @@
+"""Benchmarks of Strata's embedded (SQLite) ledger, each beside a baseline from the same run.
+
+    python bench/ledger.py [--quick] [--events N] [--appends N] [--dir PATH] [--keep]
+
+Everything is created in a temporary folder (on the file system of `--dir`, default: the
+system's temporary folder) and removed afterwards. Progress goes to stderr; the results go
+to stdout as a markdown table, ready to paste into a README.
+
+What is measured, and against what:
+
+1. single-event durable appends (`Ledger.append` of one `asset.imported` event per
+   transaction) vs raw `sqlite3` inserting the same rows into a table of the same shape
+   (same unique indexes), and vs the `eventsourcing` library's SQLite application recorder,
+   all in WAL mode with synchronous=FULL, one transaction per event;
+2. batch appends (`Ledger.append` of 500 events) vs raw `executemany` of the same rows in
+   one transaction;
+3. `ProjectionRunner.rebuild()` over a realistic log vs a plain `SELECT` of the same rows;
+4. `lineage.walk(..., "up", depth=1000)` from the tip of a 1,000-long chain among the
+   log's assets vs the same recursive query in raw SQL;
+5. `LocalBlobStore.ingest_path` on random files vs hashlib + write + fsync + rename, and,
+   for information, one large PNG (decode and perceptual hashes included).
+
+Rows for the raw baselines are built before the clock starts; the Strata side is timed
+from the call the application makes (`Ledger.append` with ready `NewEvent`s) to its return.
+Contenders run interleaved in rounds, so that drift of the machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from strata.core import lineage
+from strata.core.canonical import canonical_json
+from strata.core.config import Settings
+from strata.core.event_types import (
+    AssetDerived,
+    AssetImported,
+    AssetInfo,
+    BranchAdvanced,
+    BranchCreated,
+    ImportSource,
+    InputRef,
+    ProducedAsset,
+    SelectionPicked,
+    SelectionRated,
+)
+from strata.core.events import GENESIS_HASH, NewEvent, RecordedEvent
+from strata.core.ledger import chain_hash
+from strata.core.media import SNIFF_BYTES, inspect
+from strata.core.store import Store
+
+META = {"actor": "bench", "host": "bench-host", "strata": "0.1.0"}
+BATCH_SIZE = 500
+LOG_BATCH = 1000  # events per Ledger.append while writing the log (setup, not measured)
+CHAIN_DEPTH = 1000
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+# --- results ----------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    measure: str
+    strata: str
+    baseline: str
+    ratio: str
+    target: str
+    result: str  # PASS, MISS or "info"
+
+
+def fmt_rate(value: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+# --- payloads and rows ------------------------------------------------------------------
+
+
+def fake_digest(label: str) -> str:
+    return "sha256:" + hashlib.sha256(label.encode()).hexdigest()
+
+
+def asset_info(label: str, rng: random.Random) -> AssetInfo:
+    return AssetInfo(
+        digest=fake_digest(label),
+        media_type="image/png",
+        size=rng.randrange(200_000, 4_000_000),
+        width=1024,
+        height=1024,
+        phash=f"{rng.getrandbits(64):016x}",
+        dhash=f"{rng.getrandbits(64):016x}",
+    )
+
+
+def imported_event(label: str, rng: random.Random) -> NewEvent:
+    payload = AssetImported(
+        asset=asset_info(label, rng),
+        source=ImportSource(name=f"{label}.png", path=f"/home/bench/inbox/{label}.png"),
+    )
+    return NewEvent.of(payload, META)
+
+
+def derived_event(label: str, inputs: list[tuple[str, str]], rng: random.Random) -> NewEvent:
+    payload = AssetDerived(
+        output=ProducedAsset(
+            asset=asset_info(label, rng),
+            inputs=[InputRef(digest=d, role=role) for d, role in inputs],  # type: ignore[arg-type]
+            params={"tool": "krita", "strength": round(rng.random(), 3)},
+        ),
+        operation=rng.choice(["retouch", "crop", "colour", "inpaint"]),
+        source=ImportSource(name=f"{label}.png", path=f"/home/bench/work/{label}.png"),
+    )
+    return NewEvent.of(payload, META)
+
+
+EVENT_COLUMNS = (
+    "position, event_id, stream, version, type, schema_version, data, meta, recorded_at, "
+    "prev_hash, hash, idempotency_key"
+)
+
+
+class RawRows:
+    """Rows exactly as the ledger would write them (canonical JSON, a real hash chain)."""
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.prev_hash = GENESIS_HASH
+
+    def make(self, stream: str, start_version: int, events: list[NewEvent]) -> list[tuple]:
+        rows = []
+        recorded_at = "2026-11-25T12:00:00.000000Z"
+        for offset, new in enumerate(events, start=1):
+            self.position += 1
+            event = RecordedEvent(
+                position=self.position, event_id=new.event_id, stream=stream,
+                version=start_version + offset, type=new.type, schema=new.schema,
+                data=new.data, meta=new.meta, recorded_at=recorded_at,
+                prev_hash=self.prev_hash, hash="",
+            )
+            digest = chain_hash(self.prev_hash, event)
+            rows.append((
+                event.position, event.event_id, stream, event.version, event.type,
+                event.schema, canonical_json(event.data), canonical_json(event.meta),
+                recorded_at, self.prev_hash, digest, None,
+            ))
+            self.prev_hash = digest
+        return rows
+
+
+def events_ddl(store: Store) -> list[str]:
+    """The events table and its indexes, as the migrations made them (triggers left out:
+    they fire on UPDATE and DELETE only)."""
+    path = store.engine.url.database
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'events' AND type IN "
+            "('table', 'index') AND sql IS NOT NULL ORDER BY type DESC"
+        ).fetchall()
+    conn.close()
+    return [r[0] for r in rows]
+
+
+def raw_connection(path: Path, ddl: list[str]) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    assert mode == "wal", mode
+    conn.execute("PRAGMA synchronous=FULL")
+    for statement in ddl:
+        conn.execute(statement)
+    return conn
+
+
+RAW_INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def open_store(root: Path, name: str) -> Store:
+    return Store.open(Settings(home=root / name), create=True)
+
+
+def eventsourcing_recorder(path: Path) -> tuple[Any, Any]:
+    """eventsourcing's SQLite application recorder on a file, WAL + synchronous=FULL."""
+    from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
+
+    datastore = SQLiteDatastore(db_name=str(path))
+    pool = datastore.pool
+    create = pool._create_connection  # the library sets WAL itself; add synchronous=FULL
+
+    def create_full() -> Any:
+        connection = create()
+        connection._sqlite_conn.execute("PRAGMA synchronous=FULL")
+        return connection
+
+    pool._create_connection = create_full  # type: ignore[method-assign]
+    recorder = SQLiteApplicationRecorder(datastore, events_table_name="stored_events")
+    recorder.create_table()
+    with datastore.transaction(commit=False) as cursor:
+        cursor.execute("PRAGMA journal_mode")
+        mode = cursor.fetchone()[0]
+        cursor.execute("PRAGMA synchronous")
+        sync = cursor.fetchone()[0]
+    assert (mode, sync) == ("wal", 2), (mode, sync)
+    return datastore, recorder
+
+
+def stored_event(originator: uuid.UUID, version: int, new: NewEvent) -> Any:
+    from eventsourcing.persistence import StoredEvent
+
+    state = canonical_json({"data": new.data, "meta": new.meta}).encode()
+    return StoredEvent(originator_id=originator, originator_version=version,
+                       topic="strata.core.event_types:AssetImported", state=state)
+
+
+def interleave(contenders: dict[str, Callable[[int], float]], rounds: int) -> dict[str, float]:
+    """Run each contender's round r in turn (rotating who goes first); total seconds each."""
+    totals = dict.fromkeys(contenders, 0.0)
+    names = list(contenders)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            totals[name] += contenders[name](r)
+    return totals
+
+
+# --- 1. single-event appends ------------------------------------------------------------
+
+
+def bench_single(root: Path, count: int) -> list[Row]:
+    log(f"1. single-event appends: {count:,} events each, one transaction per event")
+    rng = random.Random(1)
+    warm, rounds = 100, 4
+    per_round = count // rounds
+
+    store = open_store(root, "single-strata")
+    ledger = store.ledger
+    for i in range(warm):
+        ledger.append("bench:warm", [imported_event(f"w{i}", rng)], i)
+    strata_events = [imported_event(f"s{i}", rng) for i in range(per_round * rounds)]
+
+    raw_rows = RawRows()
+    raw = raw_connection(root / "single-raw.db", events_ddl(store))
+    for row in raw_rows.make("bench:warm", 0, [imported_event(f"w{i}", rng)
+                                              for i in range(warm)]):
+        raw.execute("BEGIN IMMEDIATE")
+        raw.execute(RAW_INSERT, row)
+        raw.execute("COMMIT")
+    rows = raw_rows.make("bench:s", 0, [imported_event(f"r{i}", rng)
+                                        for i in range(per_round * rounds)])
+
+    datastore, recorder = eventsourcing_recorder(root / "single-eventsourcing.db")
+    warm_id, es_id = uuid.uuid4(), uuid.uuid4()
+    for i in range(warm):
+        recorder.insert_events([stored_event(warm_id, i + 1, imported_event(f"w{i}", rng))])
+    stored = [stored_event(es_id, i + 1, imported_event(f"e{i}", rng))
+              for i in range(per_round * rounds)]
+
+    def run_strata(r: int) -> float:
+        start = time.perf_counter()
+        for i in range(r * per_round, (r + 1) * per_round):
+            ledger.append("bench:s", [strata_events[i]], i)
+        return time.perf_counter() - start
+
+    def run_raw(r: int) -> float:
+        start = time.perf_counter()
+        for row in rows[r * per_round:(r + 1) * per_round]:
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute(RAW_INSERT, row)
+            raw.execute("COMMIT")
+        return time.perf_counter() - start
+
+    def run_es(r: int) -> float:
+        start = time.perf_counter()
+        for event in stored[r * per_round:(r + 1) * per_round]:
+            recorder.insert_events([event])
+        return time.perf_counter() - start
+
+    totals = interleave({"strata": run_strata, "raw": run_raw, "es": run_es}, rounds)
+    n = per_round * rounds
+    assert ledger.stream_version("bench:s") == n
+    strata_rate, raw_rate, es_rate = (n / totals[k] for k in ("strata", "raw", "es"))
+    raw.close()
+    datastore.close()
+    store.close()
+    log(f"   strata {strata_rate:,.0f}/s, raw {raw_rate:,.0f}/s, eventsourcing {es_rate:,.0f}/s")
+    return [
+        Row("1a. single-event durable append vs raw sqlite3",
+            fmt_rate(strata_rate, "ev/s"), f"raw sqlite3: {fmt_rate(raw_rate, 'ev/s')}",
+            f"{strata_rate / raw_rate:.2f}x", "≥ 0.50x raw",
+            verdict(strata_rate >= 0.5 * raw_rate)),
+        Row("1b. single-event durable append vs eventsourcing",
+            fmt_rate(strata_rate, "ev/s"),
+            f"eventsourcing SQLite: {fmt_rate(es_rate, 'ev/s')}",
+            f"{strata_rate / es_rate:.2f}x", "≥ 2.00x eventsourcing",
+            verdict(strata_rate >= 2 * es_rate)),
+    ]
+
+
+# --- 2. batch appends -------------------------------------------------------------------
+
+
+def bench_batch(root: Path, batches: int) -> list[Row]:
+    log(f"2. batch appends: {batches} batches of {BATCH_SIZE} events each")
+    rng = random.Random(2)
+    warm = 2
+    store = open_store(root, "batch-strata")
+    ledger = store.ledger
+    for b in range(warm):
+        ledger.append("bench:warm", [imported_event(f"w{b}-{i}", rng)
+                                     for i in range(BATCH_SIZE)], b * BATCH_SIZE)
+    strata_batches = [[imported_event(f"s{b}-{i}", rng) for i in range(BATCH_SIZE)]
+                      for b in range(batches)]
+
+    raw_rows = RawRows()
+    raw = raw_connection(root / "batch-raw.db", events_ddl(store))
+    for b in range(warm):
+        warm_rows = raw_rows.make("bench:warm", b * BATCH_SIZE,
+                                  [imported_event(f"w{b}-{i}", rng) for i in range(BATCH_SIZE)])
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany(RAW_INSERT, warm_rows)
+        raw.execute("COMMIT")
+    raw_batches = [raw_rows.make("bench:b", b * BATCH_SIZE,
+                                 [imported_event(f"r{b}-{i}", rng) for i in range(BATCH_SIZE)])
+                   for b in range(batches)]
+
+    def run_strata(b: int) -> float:
+        start = time.perf_counter()
+        ledger.append("bench:b", strata_batches[b], b * BATCH_SIZE)
+        return time.perf_counter() - start
+
+    def run_raw(b: int) -> float:
+        start = time.perf_counter()
+        raw.execute("BEGIN IMMEDIATE")
+        raw.executemany(RAW_INSERT, raw_batches[b])
+        raw.execute("COMMIT")
+        return time.perf_counter() - start
+
+    totals = interleave({"strata": run_strata, "raw": run_raw}, batches)
+    n = batches * BATCH_SIZE
+    strata_rate, raw_rate = n / totals["strata"], n / totals["raw"]
+    raw.close()
+    store.close()
+    log(f"   strata {strata_rate:,.0f}/s, raw {raw_rate:,.0f}/s")
+    return [Row(f"2. batch append ({BATCH_SIZE} events / transaction)",
+                fmt_rate(strata_rate, "ev/s"),
+                f"raw sqlite3 executemany: {fmt_rate(raw_rate, 'ev/s')}",
+                f"{strata_rate / raw_rate:.2f}x", "≥ 0.50x raw",
+                verdict(strata_rate >= 0.5 * raw_rate))]
+
+
+# --- 3 and 4. the realistic log: rebuild, then lineage ----------------------------------
+
+
+@dataclass
+class LogShape:
+    events: int
+    assets: int
+    derivations: int
+    chain_tip: str
+
+
+def realistic_log(assets: int, seed: int = 3) -> Iterator[NewEvent]:
+    """`assets` asset events (about 55% imported, 45% derived, one chain 1,000 long),
+    with selection and branch events among them (about 4% more events)."""
+    rng = random.Random(seed)
+    chain_every = max(1, (assets - 1) // (CHAIN_DEPTH + 1))
+    chain: list[str] = []
+    recent: list[str] = []  # assets that other derivations may start from
+    branches: list[tuple[str, str]] = []
+    made = 0
+    while made < assets:
+        label = f"a{made}"
+        digest = fake_digest(label)
+        if made % chain_every == 0 and len(chain) <= CHAIN_DEPTH:
+            if chain:
+                yield derived_event(label, [(chain[-1], "source")], rng)
+            else:
+                yield imported_event(label, rng)
+            chain.append(digest)
+        elif recent and rng.random() < 0.45:
+            inputs = [(rng.choice(recent[-500:]), "source")]
+            if rng.random() < 0.1:
+                inputs.append((rng.choice(recent[-500:]), "mask"))
+            yield derived_event(label, inputs, rng)
+            recent.append(digest)
+        else:
+            yield imported_event(label, rng)
+            recent.append(digest)
+        made += 1
+        roll = rng.random()
+        if roll < 0.025:
+            yield NewEvent.of(SelectionRated(digest=digest, rating=rng.randint(1, 5)), META)
+        elif roll < 0.035:
+            yield NewEvent.of(SelectionPicked(digest=digest, note="keeper"), META)
+        elif roll < 0.04:
+            if not branches or rng.random() < 0.2:
+                name = f"work-{len(branches)}"
+                branches.append((name, digest))
+                yield NewEvent.of(BranchCreated(name=name, head=digest), META)
+            else:
+                i = rng.randrange(len(branches))
+                name, head = branches[i]
+                branches[i] = (name, digest)
+                yield NewEvent.of(BranchAdvanced(name=name, head=digest, previous_head=head),
+                                  META)
+    assert len(chain) == CHAIN_DEPTH + 1, (len(chain), chain_every)
+
+
+def write_log(store: Store, assets: int) -> LogShape:
+    batch: list[NewEvent] = []
+    stream_no = 0
+    written = 0
+    derivations = 0
+    for event in realistic_log(assets):
+        batch.append(event)
+        if event.type == "asset.derived":
+            derivations += len(event.data["output"]["inputs"])
+        if len(batch) == LOG_BATCH:
+            store.ledger.append(f"bench:import:{stream_no}", batch, 0)
+            written += len(batch)
+            stream_no += 1
+            batch = []
+    if batch:
+        store.ledger.append(f"bench:import:{stream_no}", batch, 0)
+        written += len(batch)
+    chain_every = max(1, (assets - 1) // (CHAIN_DEPTH + 1))
+    return LogShape(written, assets, derivations, fake_digest(f"a{CHAIN_DEPTH * chain_every}"))
+
+
+def bench_rebuild(root: Path, assets: int) -> tuple[list[Row], Store, LogShape]:
+    log(f"3. projection rebuild: writing a log of {assets:,} assets (setup)")
+    # Warm up the projection code on a small store (imports, pydantic, SQLAlchemy).
+    small = open_store(root, "rebuild-warm")
+    write_log(small, 2000)
+    small.projections.rebuild()
+    small.close()
+
+    start = time.perf_counter()
+    store = open_store(root, "rebuild")
+    shape = write_log(store, assets)
+    log(f"   wrote {shape.events:,} events in {time.perf_counter() - start:.1f} s; "
+        "rebuilding")
+    start = time.perf_counter()
+    applied = store.projections.rebuild()
+    seconds = time.perf_counter() - start
+    assert applied == shape.events, (applied, shape.events)
+    with sqlite3.connect(store.engine.url.database) as conn:
+        counted_assets = conn.execute("SELECT count(*) FROM assets").fetchone()[0]
+        counted_edges = conn.execute("SELECT count(*) FROM derivations").fetchone()[0]
+    conn.close()
+    assert counted_assets == assets, counted_assets
+    assert counted_edges <= shape.derivations, (counted_edges, shape.derivations)
+    rate = shape.events / seconds
+
+    raw_seconds = []
+    for _ in range(3):
+        conn = sqlite3.connect(store.engine.url.database)
+        start = time.perf_counter()
+        rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY position").fetchall()
+        raw_seconds.append(time.perf_counter() - start)
+        conn.close()
+        assert len(rows) == shape.events
+    raw_rate = shape.events / min(raw_seconds)
+    log(f"   rebuild {rate:,.0f} ev/s ({seconds:.1f} s), raw SELECT {raw_rate:,.0f} rows/s")
+    return [Row(f"3. projection rebuild ({shape.events:,} events, {counted_assets:,} assets, "
+                f"{counted_edges:,} edges)",
+                fmt_rate(rate, "ev/s"), f"raw SELECT of the rows: {fmt_rate(raw_rate, 'rows/s')}",
+                f"{rate / raw_rate:.3f}x", "≥ 20,000 ev/s", verdict(rate >= 20_000))], \
+        store, shape
+
+
+LINEAGE_SQL = """
+WITH RECURSIVE frontier(input_digest, output_digest, role, layer, operation, event_id, depth)
+AS (
+    SELECT input_digest, output_digest, role, layer, operation, event_id, 1
+    FROM derivations WHERE output_digest = ?
+    UNION
+    SELECT step.input_digest, step.output_digest, step.role, step.layer, step.operation,
+           step.event_id, frontier.depth + 1
+    FROM derivations AS step JOIN frontier ON step.output_digest = frontier.input_digest
+    WHERE frontier.depth < ?
+)
+SELECT input_digest, output_digest, role, layer, operation, event_id, depth FROM frontier
+ORDER BY depth, output_digest, input_digest, role
+"""
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def bench_lineage(store: Store, shape: LogShape, reps: int) -> list[Row]:
+    log(f"4. lineage walk up {CHAIN_DEPTH} steps among {shape.assets:,} assets, {reps} reps")
+    tip = shape.chain_tip
+    raw = sqlite3.connect(store.engine.url.database)
+    with store.engine.connect() as conn:
+        edges = lineage.walk(conn, tip, "up", depth=CHAIN_DEPTH)
+        assert len(edges) == CHAIN_DEPTH, len(edges)
+        raw_rows = raw.execute(LINEAGE_SQL, (tip, CHAIN_DEPTH)).fetchall()
+        assert len(raw_rows) == CHAIN_DEPTH, len(raw_rows)
+        for _ in range(10):
+            lineage.walk(conn, tip, "up", depth=CHAIN_DEPTH)
+            raw.execute(LINEAGE_SQL, (tip, CHAIN_DEPTH)).fetchall()
+        strata_ms: list[float] = []
+        raw_ms: list[float] = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            lineage.walk(conn, tip, "up", depth=CHAIN_DEPTH)
+            strata_ms.append((time.perf_counter() - start) * 1000)
+            start = time.perf_counter()
+            raw.execute(LINEAGE_SQL, (tip, CHAIN_DEPTH)).fetchall()
+            raw_ms.append((time.perf_counter() - start) * 1000)
+    raw.close()
+    p50, p99 = percentile(strata_ms, 50), percentile(strata_ms, 99)
+    r50, r99 = percentile(raw_ms, 50), percentile(raw_ms, 99)
+    log(f"   strata p50 {p50:.2f} ms p99 {p99:.2f} ms; raw p50 {r50:.2f} ms p99 {r99:.2f} ms")
+    what = f"{CHAIN_DEPTH:,} deep, {shape.assets:,} assets, {reps} reps"
+    return [
+        Row(f"4a. lineage walk p50 ({what})", f"{p50:.2f} ms", f"raw recursive SQL: {r50:.2f} ms",
+            f"{p50 / r50:.2f}x the time", "—", "info"),
+        Row(f"4b. lineage walk p99 ({what})", f"{p99:.2f} ms", f"raw recursive SQL: {r99:.2f} ms",
+            f"{p99 / r99:.2f}x the time", "≤ 20 ms", verdict(p99 <= 20.0)),
+    ]
+
+
+# --- 5. blob ingest ---------------------------------------------------------------------
+
+
+def plain_ingest(path: Path, folder: Path) -> str:
+    """The baseline: hash while copying, fsync, rename into place, fsync the folder."""
+    hasher = hashlib.sha256()
+    tmp = folder / f"{uuid.uuid4().hex}.part"
+    with path.open("rb") as source, tmp.open("wb") as out:
+        while chunk := source.read(1024 * 1024):
+            hasher.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    digest = hasher.hexdigest()
+    os.replace(tmp, folder / digest)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return digest
+
+
+def write_png(path: Path, width: int, height: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    base = np.stack([x + 0 * y, y + 0 * x, (x + y) / 2], axis=-1)
+    noisy = base + rng.normal(0, 12, size=(height, width, 3)).astype(np.float32)
+    pixels = np.clip(noisy, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels, "RGB").save(path, compress_level=1)
+
+
+def bench_blobs(root: Path, files: int, size_mb: int, png_side: tuple[int, int]) -> list[Row]:
+    log(f"5. blob ingest: {files} files of {size_mb} MB of random bytes")
+    from strata.core.blobs import LocalBlobStore
+
+    sources = root / "blob-sources"
+    sources.mkdir()
+    paths = []
+    for i in range(files + 1):  # the first file is the warm-up
+        path = sources / f"random-{i}.bin"
+        path.write_bytes(os.urandom(size_mb * 1024 * 1024))
+        paths.append(path)
+    settings = Settings(home=root / "blob-store")
+    blobs = LocalBlobStore(settings.objects_dir, settings.max_image_pixels,
+                           settings.max_upload_bytes)
+    plain = root / "blob-plain"
+    plain.mkdir()
+    blobs.ingest_path(paths[0])
+    plain_ingest(paths[0], plain)
+
+    def run_strata(i: int) -> float:
+        start = time.perf_counter()
+        info = blobs.ingest_path(paths[i + 1])
+        seconds = time.perf_counter() - start
+        assert info.size == size_mb * 1024 * 1024
+        return seconds
+
+    def run_plain(i: int) -> float:
+        start = time.perf_counter()
+        plain_ingest(paths[i + 1], plain)
+        return time.perf_counter() - start
+
+    totals = interleave({"strata": run_strata, "plain": run_plain}, files)
+    megabytes = files * size_mb
+    rate, plain_rate = megabytes / totals["strata"], megabytes / totals["plain"]
+    log(f"   strata {rate:,.0f} MB/s, plain {plain_rate:,.0f} MB/s")
+    rows = [Row(f"5a. blob ingest ({files} x {size_mb} MB random bytes)",
+                fmt_rate(rate, "MB/s"),
+                f"sha256 + write + fsync + rename: {fmt_rate(plain_rate, 'MB/s')}",
+                f"{rate / plain_rate:.2f}x", "≥ 0.60x baseline",
+                verdict(rate >= 0.6 * plain_rate))]
+
+    width, height = png_side
+    log(f"   PNG case: {width}x{height}")
+    png = sources / "large.png"
+    write_png(png, width, height)
+    png_mb = png.stat().st_size / 1024 / 1024
+    png_times, plain_times, inspect_times = [], [], []
+    for r in range(3):
+        store_r = LocalBlobStore(root / f"png-store-{r}", settings.max_image_pixels,
+                                 settings.max_upload_bytes)
+        start = time.perf_counter()
+        info = store_r.ingest_path(png)
+        png_times.append(time.perf_counter() - start)
+        assert info.width == width and info.phash
+        start = time.perf_counter()
+        plain_ingest(png, plain)
+        plain_times.append(time.perf_counter() - start)
+        with png.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        start = time.perf_counter()
+        inspect(png, head, settings.max_image_pixels)
+        inspect_times.append(time.perf_counter() - start)
+    best, best_plain = min(png_times), min(plain_times)
+    best_inspect = min(inspect_times)
+    log(f"   PNG ingest {best * 1000:.0f} ms (inspect {best_inspect * 1000:.0f} ms), "
+        f"plain {best_plain * 1000:.0f} ms")
+    rows.append(Row(
+        f"5b. PNG ingest, {width}x{height}, {png_mb:.1f} MB (decode + phash/dhash "
+        f"{best_inspect * 1000:.0f} ms of {best * 1000:.0f} ms)",
+        f"{fmt_rate(png_mb / best, 'MB/s')} ({1 / best:.2f} files/s)",
+        f"sha256 + write + fsync + rename: {fmt_rate(png_mb / best_plain, 'MB/s')}",
+        f"{best_plain / best:.2f}x", "—", "info"))
+    return rows
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+def environment(root: Path) -> str:
+    import sqlalchemy
+
+    with sqlite3.connect(":memory:") as conn:
+        default_sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+    conn.close()
+    cpus = os.cpu_count()
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
+    return (
+        f"python {platform.python_version()} · SQLite {sqlite3.sqlite_version} "
+        f"(default synchronous={default_sync}) · SQLAlchemy {sqlalchemy.__version__} · "
+        f"eventsourcing {version('eventsourcing')} · {cpus} CPUs ({affinity} usable) · "
+        f"{platform.machine()} {platform.system()} {platform.release()} · "
+        f"temporary folder {root}"
+    )
+
+
+def table_markdown(rows: list[Row]) -> str:
+    lines = ["| measure | Strata | baseline (same run) | ratio | target | result |",
+             "|---|---:|---|---:|---|:---:|"]
+    for row in rows:
+        lines.append(f"| {row.measure} | {row.strata} | {row.baseline} | {row.ratio} | "
+                     f"{row.target} | {row.result} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
+    parser.add_argument("--events", type=int, default=None,
+                        help="assets in the log for rebuild and lineage "
+                             "(default 100,000; --quick 20,000)")
+    parser.add_argument("--appends", type=int, default=None,
+                        help="single-event appends per contender (default 2,000; --quick 800)")
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to make the temporary folder (its disk is measured)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+    assets = args.events or (20_000 if quick else 100_000)
+    if assets < 2 * (CHAIN_DEPTH + 1):
+        parser.error(f"--events must be at least {2 * (CHAIN_DEPTH + 1)}")
+    appends = args.appends or (800 if quick else 2_000)
+    batches = 8 if quick else 20
+    reps = 100 if quick else 200
+    files, size_mb = (8, 8) if quick else (20, 8)
+    png_side = (2048, 1536) if quick else (4000, 3000)
+
+    root = Path(tempfile.mkdtemp(prefix="strata-bench-", dir=args.dir))
+    started = time.perf_counter()
+    rows: list[Row] = []
+    try:
+        env = environment(root)
+        log(env)
+        rows += bench_single(root, appends)
+        rows += bench_batch(root, batches)
+        rebuild_rows, store, shape = bench_rebuild(root, assets)
+        rows += rebuild_rows
+        rows += bench_lineage(store, shape, reps)
+        store.close()
+        rows += bench_blobs(root, files, size_mb, png_side)
+    finally:
+        if args.keep:
+            log(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    assert "torch" not in sys.modules, "the benchmark must not import torch"
+
+    elapsed = time.perf_counter() - started
+    mode = "--quick" if quick else "full"
+    print(f"Strata ledger benchmark ({mode} run, {elapsed:.0f} s)\n")
+    print(f"Environment: {env.replace(f' · temporary folder {root}', '')}\n")
+    print(table_markdown(rows))
+    passed = sum(r.result == "PASS" for r in rows)
+    missed = [r.measure.split(" ")[0] for r in rows if r.result == "MISS"]
+    print(f"\nTargets: {passed} passed, {len(missed)} missed"
+          + (f" ({', '.join(missed)})" if missed else "") + ".")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
