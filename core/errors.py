@@ -80,3 +80,20 @@ class StoreNotInitialised(StrataError):
     """The database has no Strata schema, or an older one than this version needs."""
 
     exit_code = 6
+
+
+class ModelError(StrataError):
+    """A model, device or pipeline setting that Strata cannot use."""
+
+    exit_code = 7
+
+
+class JobError(StrataError):
+    """A job cannot be requested, cancelled or run as asked."""
+
+    exit_code = 8
+
+
+class RetryableError(StrataError):
+    """A failure worth another attempt (a flaky disk, a busy device): the job is retried
+    with backoff until its attempts run out."""

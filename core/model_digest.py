@@ -13,7 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from strata.core.pipelines import ModelError, ModelNotFound
+from strata.core.errors import ModelError
+from strata.core.pipelines import ModelNotFound
 
 WEIGHT_SUFFIXES = frozenset(
     {".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".gguf", ".msgpack", ".h5"}

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from strata.core.errors import ModelError
+
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
 
@@ -40,10 +42,6 @@ _SINGLE_FILE_CONFIG_HINT = (
     "diffusers folder and point Strata at that folder)"
 )
 _DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(?::(?P<index>\d+))?")
-
-
-class ModelError(Exception):
-    """A model, device or pipeline setting that Strata cannot use."""
 
 
 class UnknownDevice(ModelError, ValueError):

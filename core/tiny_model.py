@@ -14,7 +14,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from strata.core.pipelines import ModelError, quiet_library_progress
+from strata.core.errors import ModelError
+from strata.core.pipelines import quiet_library_progress
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
