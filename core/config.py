@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pydantic import Field
@@ -48,3 +49,10 @@ class Settings(BaseSettings):
             if "://" not in self.blob_url:
                 return Path(self.blob_url)
         return self.resolved_home / "objects"
+
+
+def strata_version() -> str:
+    try:
+        return version("strata")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -161,6 +161,17 @@ class FinalMarked(Payload):
     note: str | None = None
 
 
+# --- models -------------------------------------------------------------------------------
+
+
+@registry.register("model.registered")
+class ModelRegistered(Payload):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    path: str
+    digest: Digest = Field(pattern=DIGEST_PATTERN)
+    format: Literal["folder", "single_file"]
+
+
 # --- the shapes every layer's job events share ---------------------------------------------
 
 

@@ -92,6 +92,15 @@ class RecordedEvent:
         return registry.decode(self.type, self.schema, self.data)
 
 
+def explain(error: ValidationError) -> str:
+    """A pydantic validation error in one line a user can act on."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "value"
+        problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
 P = TypeVar("P", bound=type[Payload])
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -153,7 +162,7 @@ class EventRegistry:
         try:
             model.model_validate(event.data)
         except ValidationError as exc:
-            raise InvalidInput(f"invalid {event.type} event data: {exc}") from exc
+            raise InvalidInput(f"invalid {event.type} event data: {explain(exc)}") from exc
 
     def upcast(self, event_type: str, schema: int, data: dict[str, Any]) -> tuple[int, dict]:
         current = self._models[event_type][0] if event_type in self._models else schema

@@ -71,12 +71,15 @@ class Ledger:
         events: Sequence[NewEvent],
         expected_version: int = ANY_VERSION,
         idempotency_key: str | None = None,
+        within: Callable[[Connection, list[RecordedEvent]], None] | None = None,
     ) -> list[RecordedEvent]:
         """Append `events` to `stream` atomically, all or nothing.
 
         `expected_version` is the version the stream must be at (0: must not exist yet;
         ANY_VERSION: no check). With an `idempotency_key` that was already recorded, the
-        events recorded then are returned and nothing is written again.
+        events recorded then are returned and nothing is written again. `within` runs in
+        the append's transaction, for state that must change together with the log (a
+        job's lease is taken in the same commit as its `job.started`).
         """
         if not events:
             raise InvalidInput("nothing to append: the batch of events is empty")
@@ -144,6 +147,8 @@ class Ledger:
                 )
                 prev_hash = digest
             conn.execute(insert(events_table), rows)
+            if within is not None:
+                within(conn, recorded)
         return recorded
 
     def _recorded_for_key(

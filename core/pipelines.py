@@ -6,6 +6,7 @@ torch and diffusers are imported inside the functions that need them (design rul
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,10 @@ _SINGLE_FILE_CONFIG_HINT = (
     "Hugging Face cache, and Strata never downloads them; convert the checkpoint to a "
     "diffusers folder and point Strata at that folder)"
 )
+# transformers announces on import that torchvision is missing (Strata does not need it);
+# that notice would land in the middle of every generating command's output.
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
 _DEVICE_PATTERN = re.compile(r"cpu|mps|cuda(?::(?P<index>\d+))?")
 
 

@@ -32,6 +32,7 @@ from strata.core.event_types import (
     JobFailed,
     JobRequest,
     JobStarted,
+    ModelRegistered,
     ProducedAsset,
     ReviewRecorded,
     SelectionPicked,
@@ -39,6 +40,7 @@ from strata.core.event_types import (
     SelectionRejected,
 )
 from strata.core.events import Payload, RecordedEvent, UnknownPayload
+from strata.core.layers.selection import SelectionCompleted
 from strata.core.ledger import events_table, row_to_event
 from strata.core.schema import (
     AssetRow,
@@ -47,6 +49,7 @@ from strata.core.schema import (
     DerivationRow,
     FinalRow,
     JobRow,
+    ModelRow,
     ProjectionCheckpoint,
     ReviewRow,
     SelectionRow,
@@ -234,12 +237,10 @@ class CurationProjection(Projection):
             upsert(conn, FinalRow, {"digest": payload.digest, "note": payload.note,
                                     "position": event.position},
                    keys=("digest",), update_columns=("note", "position"))
-        else:
-            scored = getattr(payload, "scored", None)  # selection.auto_completed
-            if scored is not None:
-                for digest, facts in scored.items():
-                    self._selection(conn, event, digest, quality=facts.score,
-                                    cluster=facts.cluster)
+        elif isinstance(payload, SelectionCompleted):
+            for digest, facts in payload.scored.items():
+                self._selection(conn, event, digest, quality=facts.score,
+                                cluster=facts.cluster, rank=facts.rank)
 
     def _selection(self, conn: Connection, event: RecordedEvent, digest: str,
                    **changes: Any) -> None:
@@ -248,11 +249,23 @@ class CurationProjection(Projection):
                update_columns=[k for k in values if k != "digest"])
 
 
+class ModelsProjection(Projection):
+    name = "models"
+    models = (ModelRow,)
+
+    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+        if isinstance(payload, ModelRegistered):
+            # Registering a name again points it at new files; the old event stays.
+            upsert(conn, ModelRow, {**payload.model_dump(), "position": event.position},
+                   keys=("name",), update_columns=("path", "digest", "format", "position"))
+
+
 ALL_PROJECTIONS: tuple[Projection, ...] = (
     LineageProjection(),
     JobsProjection(),
     BranchesProjection(),
     CurationProjection(),
+    ModelsProjection(),
 )
 
 

@@ -135,6 +135,7 @@ class SelectionRow(SQLModel, table=True):
     note: str | None = Field(default=None, sa_column=Column(Text))
     quality: float | None = None
     cluster: str | None = Field(default=None, max_length=71)  # representative of its cluster
+    rank: int | None = None  # place among the latest automatic selection's choices
     updated_position: int = Field(sa_type=BigInteger)
 
 
@@ -152,6 +153,18 @@ class FinalRow(SQLModel, table=True):
 
     digest: str = Field(primary_key=True, max_length=71)
     note: str | None = Field(default=None, sa_column=Column(Text))
+    position: int = Field(sa_type=BigInteger)
+
+
+class ModelRow(SQLModel, table=True):
+    """A registered model: its name, where its files are, and what its weights hash to."""
+
+    __tablename__ = "models"
+
+    name: str = Field(primary_key=True, max_length=200)
+    path: str = Field(sa_column=Column(Text, nullable=False))
+    digest: str = Field(max_length=71)
+    format: str = Field(max_length=20)  # folder, single_file
     position: int = Field(sa_type=BigInteger)
 
 
@@ -178,4 +191,5 @@ PROJECTION_TABLES = (
     SelectionRow,
     ReviewRow,
     FinalRow,
+    ModelRow,
 )

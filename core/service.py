@@ -10,14 +10,14 @@ from __future__ import annotations
 import getpass
 import re
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, select
 
+from strata.core.config import strata_version
 from strata.core.db import memory_engine
 from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound, InvalidInput
 from strata.core.event_types import (
@@ -35,13 +35,6 @@ from strata.core.schema import AssetRow, ProjectionCheckpoint, SQLModel
 from strata.core.store import Store
 
 HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
-
-
-def strata_version() -> str:
-    try:
-        return version("strata")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def default_meta() -> dict[str, Any]:
@@ -72,11 +65,13 @@ class Strata:
         expected_version: int = ANY_VERSION,
         idempotency_key: str | None = None,
         meta: dict[str, Any] | None = None,
+        within: Callable[[Connection, list[RecordedEvent]], None] | None = None,
     ) -> list[RecordedEvent]:
         """Append typed events to `stream` and bring the projections up to date."""
         full_meta = {**default_meta(), **(meta or {})}
         events = [NewEvent.of(p, full_meta) for p in payloads]
-        recorded = self.ledger.append(stream, events, expected_version, idempotency_key)
+        recorded = self.ledger.append(stream, events, expected_version, idempotency_key,
+                                      within)
         self.store.projections.catch_up()
         return recorded
 

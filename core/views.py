@@ -106,3 +106,9 @@ def counts(conn: Connection) -> dict[str, int]:
 def checkpoints(conn: Connection) -> dict[str, int]:
     t = table(ProjectionCheckpoint)
     return {r.name: r.position for r in conn.execute(select(t))}
+
+
+def job_ids_with_prefix(conn: Connection, prefix: str, limit: int = 2) -> list[str]:
+    t = table(JobRow)
+    return list(conn.scalars(select(t.c.job_id).where(t.c.job_id.startswith(prefix))
+                             .limit(limit)))

@@ -45,7 +45,7 @@ class Cli:
 @pytest.fixture
 def cli(settings: Settings, tmp_path: Path) -> Cli:
     runner = Cli(settings, tmp_path)
-    runner("init")
+    runner("init", "--no-tiny")
     return runner
 
 

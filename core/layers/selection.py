@@ -1,0 +1,93 @@
+"""Selection (automatic curation): drop near-duplicates and rank what is left.
+
+`selection.requested` names the candidate assets; the executor scores each image with
+the documented quality score (core.quality: sharpness as variance of the Laplacian,
+exposure, contrast), groups near-duplicates by perceptual-hash Hamming distance, keeps
+the best of each group and ranks them. `selection.completed` records every score, every
+cluster and the choices, so `strata show` can explain why an image was kept or dropped.
+Human picks, rejections and ratings are separate events without a job (core.curation).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from strata.core.event_types import DIGEST_PATTERN, JobCompleted, JobRequest
+from strata.core.events import Payload, registry
+from strata.core.executor import Executor, JobContext
+
+
+@registry.register("selection.requested")
+class SelectionRequested(JobRequest):
+    candidates: list[Annotated[str, Field(pattern=DIGEST_PATTERN)]] = Field(
+        min_length=1, max_length=10_000
+    )
+    dedupe_distance: int = Field(default=6, ge=0, le=64)
+    top: int | None = Field(default=None, ge=1)
+    source_job: str | None = None  # the job whose outputs are the candidates, if any
+
+
+class Scored(Payload):
+    sharpness: float
+    exposure: float
+    contrast: float
+    score: float
+    cluster: str  # the representative (best member) of the asset's near-duplicate cluster
+    rank: int | None = None  # 1 = best among the chosen; None if not chosen
+
+
+@registry.register("selection.completed")
+class SelectionCompleted(JobCompleted):
+    scored: dict[str, Scored]
+    clusters: list[list[str]]
+    chosen: list[str]
+    dedupe_distance: int
+    top: int | None
+
+
+class SelectionExecutor(Executor):
+    layer: ClassVar[str] = "selection"
+    version: ClassVar[str] = "1"
+
+    def run(self, ctx: JobContext) -> SelectionCompleted:
+        from PIL import Image
+
+        from strata.core.quality import choose_representatives, cluster_near_duplicates, score_image
+
+        request = ctx.request
+        assert isinstance(request, SelectionRequested)
+        scores, hashes = {}, {}
+        for done, digest in enumerate(request.candidates, start=1):
+            with ctx.strata.blobs.open(digest) as handle, Image.open(handle) as image:
+                image.load()
+                scores[digest] = score_image(image)
+                hashes[digest] = phash_of(image)
+            ctx.progress(done, len(request.candidates))
+        clusters = cluster_near_duplicates(hashes, request.dedupe_distance)
+        plain_scores = {d: s.score for d, s in scores.items()}
+        chosen = choose_representatives(clusters, plain_scores, request.top)
+        representative = {}
+        for cluster in clusters:
+            (best,) = choose_representatives([cluster], plain_scores, top=1)
+            for member in cluster:
+                representative[member] = best
+        rank = {digest: position for position, digest in enumerate(chosen, start=1)}
+        scored = {
+            digest: Scored(sharpness=round(s.sharpness, 4), exposure=round(s.exposure, 4),
+                           contrast=round(s.contrast, 4), score=round(s.score, 4),
+                           cluster=representative[digest], rank=rank.get(digest))
+            for digest, s in scores.items()
+        }
+        return SelectionCompleted(
+            job_id=ctx.job_id, operation="auto-select", outputs=[], scored=scored,
+            clusters=clusters, chosen=chosen, dedupe_distance=request.dedupe_distance,
+            top=request.top,
+        )
+
+
+def phash_of(image: object) -> str:
+    import imagehash
+
+    return str(imagehash.phash(image.convert("RGB")))  # type: ignore[attr-defined]

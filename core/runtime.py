@@ -1,0 +1,238 @@
+"""The executor runtime: workers claim jobs with a lease, run them, record one result.
+
+Executors subscribe to their layer's `*.requested` events through the jobs projection,
+which follows the log from its checkpoint. A worker claims a job by appending
+`job.started` at the job stream's expected version and, in the same transaction, taking
+a lease that its heartbeat thread keeps extending. A worker that dies stops
+heartbeating; once its lease expires another worker appends the next `job.started` and
+takes the job over. The result (`<layer>.completed` or `job.failed`) is appended at the
+version of the worker's own `job.started`, so a worker that lost its job, or a job that
+was cancelled meanwhile, can never record a second result.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, or_, select, update
+
+from strata.core import branches
+from strata.core.errors import ConcurrencyError, InvalidInput, ModelError, RetryableError
+from strata.core.event_types import JobCompleted, JobFailed, JobRequest, JobStarted
+from strata.core.events import RecordedEvent
+from strata.core.executor import Executor, JobContext, JobInterrupted, Progress
+from strata.core.jobs import stream
+from strata.core.projections import table, upsert
+from strata.core.schema import JobLease, JobRow
+from strata.core.service import Strata
+
+
+def utc_iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, RetryableError | TimeoutError | ConnectionError):
+        return True
+    # CUDA/MPS out-of-memory errors are worth another try once memory frees up.
+    return "OutOfMemory" in type(error).__name__
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        strata: Strata,
+        executors: Mapping[str, Executor],
+        *,
+        name: str | None = None,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 0.5,
+        backoff_seconds: float = 2.0,
+        max_backoff_seconds: float = 300.0,
+        on_progress: Progress | None = None,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise InvalidInput("the lease must be longer than 0 seconds")
+        self.strata = strata
+        self.executors = dict(executors)
+        self.name = name or default_worker_name()
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.on_progress = on_progress
+
+    # --- finding and claiming -----------------------------------------------------------
+
+    def claimable(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Jobs of this worker's layers that are waiting, due for a retry, or abandoned."""
+        jobs, leases = table(JobRow), table(JobLease)
+        now = datetime.now(UTC)
+        abandoned = and_(
+            jobs.c.status == "running",
+            or_(leases.c.expires_at.is_(None), leases.c.expires_at < now.timestamp()),
+        )
+        query = (
+            select(jobs)
+            .select_from(jobs.outerjoin(leases, leases.c.job_id == jobs.c.job_id))
+            .where(jobs.c.layer.in_(list(self.executors)))
+            .where(or_(
+                jobs.c.status == "requested",
+                and_(jobs.c.status == "retrying", jobs.c.retry_at <= utc_iso(now)),
+                abandoned,
+            ))
+            .order_by(jobs.c.requested_position)
+        )
+        if job_id is not None:
+            query = query.where(jobs.c.job_id == job_id)
+        with self.strata.view() as conn:
+            return [dict(r._mapping) for r in conn.execute(query.limit(50))]
+
+    def claim(self, row: Mapping[str, Any]) -> tuple[JobContext, int] | None:
+        """Append `job.started` and take the lease in one commit; None if someone was first."""
+        attempt = row["attempts"] + 1
+        job_id = row["job_id"]
+        expires = time.time() + self.lease_seconds
+
+        def take_lease(conn: Connection, _events: list[RecordedEvent]) -> None:
+            upsert(conn, JobLease, {"job_id": job_id, "attempt": attempt, "worker": self.name,
+                                    "expires_at": expires},
+                   keys=("job_id",), update_columns=("attempt", "worker", "expires_at"))
+
+        started = JobStarted(job_id=job_id, attempt=attempt, worker=self.name,
+                             lease_seconds=self.lease_seconds)
+        try:
+            (event,) = self.strata.record(stream(job_id), [started],
+                                          expected_version=row["stream_version"],
+                                          within=take_lease,
+                                          meta={"worker": self.name})
+        except ConcurrencyError:
+            return None
+        request = self.strata.ledger.read_stream(stream(job_id))[0].payload
+        assert isinstance(request, JobRequest), f"job {job_id} has no typed request"
+        ctx = JobContext(job_id, attempt, request, self.strata, self.name, self.on_progress)
+        return ctx, event.version
+
+    # --- running --------------------------------------------------------------------------
+
+    def work_once(self, job_id: str | None = None) -> bool:
+        """Claim and run one job (optionally a given one); False if there was none to take."""
+        for row in self.claimable(job_id):
+            claimed = self.claim(row)
+            if claimed is not None:
+                self.run(row["layer"], *claimed)
+                return True
+        return False
+
+    def wait_for(self, job_id: str) -> dict[str, Any]:
+        """Run the job here if it is free, else wait until whoever has it finishes it."""
+        from strata.core.jobs import FINISHED, get
+
+        while True:
+            self.work_once(job_id)
+            row = get(self.strata, job_id)
+            if row["status"] in FINISHED:
+                return row
+            time.sleep(self.poll_seconds)
+
+    def serve(self, stop: threading.Event, until_idle: bool = False) -> int:
+        """Run jobs until `stop` is set (or, with `until_idle`, until none is left)."""
+        done = 0
+        while not stop.is_set():
+            if self.work_once():
+                done += 1
+            elif until_idle:
+                return done
+            else:
+                stop.wait(self.poll_seconds)
+        return done
+
+    def run(self, layer: str, ctx: JobContext, started_version: int) -> RecordedEvent | None:
+        executor = self.executors[layer]
+        stop_heartbeat = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(ctx, started_version, stop_heartbeat), daemon=True,
+            name=f"heartbeat-{ctx.job_id[:8]}",
+        )
+        heartbeat.start()
+        try:
+            result = executor.run(ctx)
+        except JobInterrupted:
+            return None
+        except Exception as error:
+            return self._record_failure(ctx, started_version, error)
+        finally:
+            stop_heartbeat.set()
+            heartbeat.join()
+        return self._record_result(ctx, started_version, result, executor)
+
+    def _record_result(self, ctx: JobContext, version: int, result: JobCompleted,
+                       executor: Executor) -> RecordedEvent | None:
+        meta = {"worker": self.name, "executor": f"{executor.layer}/{executor.version}"}
+        try:
+            (event,) = self.strata.record(stream(ctx.job_id), [result], expected_version=version,
+                                          within=self._release(ctx.job_id), meta=meta)
+        except ConcurrencyError:
+            return None  # cancelled or taken over meanwhile: the other outcome stands
+        if ctx.request.branch and result.outputs:
+            branches.advance(self.strata, ctx.request.branch, result.outputs[0].asset.digest,
+                             job_id=ctx.job_id)
+        return event
+
+    def _record_failure(self, ctx: JobContext, version: int,
+                        error: Exception) -> RecordedEvent | None:
+        retry_at = None
+        if is_retryable(error) and ctx.attempt < ctx.request.max_attempts:
+            delay = min(self.backoff_seconds * 2 ** (ctx.attempt - 1), self.max_backoff_seconds)
+            retry_at = utc_iso(datetime.now(UTC) + timedelta(seconds=delay))
+        expected = isinstance(error, InvalidInput | ModelError)
+        failed = JobFailed(
+            job_id=ctx.job_id, attempt=ctx.attempt, error_class=type(error).__name__,
+            message=str(error) or type(error).__name__, retryable=retry_at is not None,
+            retry_at=retry_at,
+        )
+        meta = {"worker": self.name}
+        if not expected:  # an unexpected error: keep the trace for whoever debugs it
+            meta["traceback"] = "".join(traceback.format_exception(error))[-4000:]
+        try:
+            (event,) = self.strata.record(stream(ctx.job_id), [failed], expected_version=version,
+                                          within=self._release(ctx.job_id), meta=meta)
+        except ConcurrencyError:
+            return None
+        return event
+
+    @staticmethod
+    def _release(job_id: str) -> Callable[[Connection, list[RecordedEvent]], None]:
+        def release(conn: Connection, _events: list[RecordedEvent]) -> None:
+            leases = table(JobLease)
+            conn.execute(delete(leases).where(leases.c.job_id == job_id))
+        return release
+
+    def _heartbeat(self, ctx: JobContext, started_version: int, stop: threading.Event) -> None:
+        """Extend the lease; flag the job interrupted if it was lost or cancelled."""
+        leases = table(JobLease)
+        interval = self.lease_seconds / 3
+        while not stop.wait(interval):
+            with self.strata.store.engine.begin() as conn:
+                kept = conn.execute(
+                    update(leases)
+                    .where(leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
+                           leases.c.worker == self.name)
+                    .values(expires_at=time.time() + self.lease_seconds)
+                ).rowcount
+            moved_on = self.strata.ledger.stream_version(stream(ctx.job_id)) > started_version
+            if not kept or moved_on:
+                ctx.interrupted.set()
+                return
