@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 
 from strata.api.app import app, err_console
-from strata.api.commands import assets, branches, curation, jobs, models, store
+from strata.api.commands import assets, branches, curation, demo, jobs, models, store
 from strata.core.errors import StrataError
 
-COMMAND_MODULES = (store, assets, models, jobs, curation, branches)
+COMMAND_MODULES = (store, assets, models, jobs, curation, branches, demo)
 
 
 def main() -> None:

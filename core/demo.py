@@ -1,0 +1,92 @@
+"""`strata demo`: one real pipeline on the tiny model through every layer built so far.
+
+Generate a batch → auto-select → pick and rate → iterate twice → roll back the second
+iteration → review → mark final. Everything goes through the same service, executors and
+events as the individual commands; the demo only scripts the order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from strata.core import branches, curation, jobs, models, views
+from strata.core.errors import JobError
+from strata.core.executor import Progress
+from strata.core.layers import build_executors
+from strata.core.layers.generation import build_request
+from strata.core.layers.iteration import iterate
+from strata.core.layers.selection import SelectionRequested
+from strata.core.runtime import Worker
+from strata.core.service import Strata
+
+PROMPT = "a lighthouse on a cliff at dusk, oil painting"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    branch: str
+    final: str
+    generation_job: str
+    chosen: list[str]
+
+
+def _free_branch_name(strata: Strata) -> str:
+    with strata.view() as conn:
+        taken = {row["name"] for row in views.branches(conn)}
+    return next(name for n in range(1, 10_000)
+                if (name := "demo" if n == 1 else f"demo-{n}") not in taken)
+
+
+def run_demo(strata: Strata, say: Callable[[str], None],
+             on_progress: Progress | None = None) -> DemoResult:
+    with strata.view() as conn:
+        if not models.all_models(conn):
+            say("writing the tiny model (nothing is downloaded)")
+            models.write_tiny(strata)
+    worker = Worker(strata, build_executors(), on_progress=on_progress)
+
+    def run(job_id: str) -> dict:
+        row = worker.wait_for(job_id)
+        if row["status"] != "completed":
+            raise JobError(f"demo job {job_id} {row['status']}: {row['error_message']}")
+        return row
+
+    name = _free_branch_name(strata)
+    branches.create(strata, name)
+    branches.checkout(strata, name)
+    say(f"branch {name} created and checked out")
+
+    request = build_request(strata, PROMPT, model=models.DEFAULT_MODEL, n=6, seed=42,
+                            steps=8, branch=name)
+    jobs.request(strata, request)
+    batch = run(request.job_id)["outputs"]
+    say(f"generated {len(batch)} candidates (seeds 42 to 47)")
+
+    selection = SelectionRequested(job_id=jobs.new_job_id(), candidates=batch, top=3,
+                                   source_job=request.job_id)
+    jobs.request(strata, selection)
+    run(selection.job_id)
+    chosen = strata.ledger.read_stream(jobs.stream(selection.job_id))[-1].data["chosen"]
+    say(f"auto-selected {len(chosen)} of {len(batch)} by quality score")
+    best = chosen[0]
+    curation.pick(strata, best, note="strongest composition")
+    curation.rate(strata, best, 4)
+    for dropped in (d for d in batch if d not in chosen):
+        curation.reject(strata, dropped, note="below the auto-selection cut")
+
+    first = iterate(strata, best, ["steps=12", "prompt+=, golden hour"], branch=name)
+    improved = run(first.data["job_id"])["outputs"][0]
+    say("iteration 1: steps 8 → 12, prompt + ', golden hour'")
+    second = iterate(strata, improved, ["cfg=11"], branch=name)
+    run(second.data["job_id"])
+    say("iteration 2: cfg 7.5 → 11")
+
+    branches.rollback(strata, name, "~1", reason="cfg 11 oversaturates; back to iteration 1")
+    say(f"rolled {name} back one head (nothing removed)")
+    with strata.view() as conn:
+        head = views.branch(conn, name)["head"]  # type: ignore[index]
+    curation.review(strata, head, "approve", note="golden-hour version approved")
+    curation.mark_final(strata, head, note="demo final")
+    say("reviewed, approved and marked final")
+    return DemoResult(branch=name, final=head, generation_job=request.job_id, chosen=chosen)
