@@ -13,12 +13,16 @@ from typing import Any
 
 from strata.core.errors import InvalidInput
 
+# One encoder for the process: json.dumps with non-default options builds a new encoder
+# on every call, which costs as much as encoding a small event.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
 
 def canonical_json(value: Any) -> str:
     try:
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        return _ENCODER.encode(value)
     except ValueError as exc:  # NaN / Infinity
         raise InvalidInput(f"event data cannot be stored as canonical JSON: {exc}") from exc
     except TypeError as exc:

@@ -45,6 +45,9 @@ class NewEvent:
     schema: int = 1
     meta: dict[str, Any] = field(default_factory=dict)
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Set by `of`: the data was dumped from a registered, validated payload model, so
+    # the ledger need not validate it again.
+    validated: bool = field(default=False, compare=False, repr=False)
 
     @classmethod
     def of(cls, payload: Payload, meta: dict[str, Any] | None = None) -> NewEvent:
@@ -53,7 +56,8 @@ class NewEvent:
             type=event_type,
             schema=schema,
             data=payload.model_dump(mode="json"),
-            meta=dict(meta or {}),
+            meta=meta if meta is not None else {},
+            validated=True,
         )
 
 

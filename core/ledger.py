@@ -11,8 +11,9 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, insert, select
+from sqlalchemy import Connection, Engine, Row, func, select
 
 from strata.core.canonical import canonical_json, sha256_hex
 from strata.core.db import write_transaction
@@ -37,20 +38,116 @@ def chain_hash(prev_hash: str, event: RecordedEvent) -> str:
     return sha256_hex(prev_hash + canonical_json(event.envelope()))
 
 
-def row_to_event(row: Row) -> RecordedEvent:
-    return RecordedEvent(
-        position=row.position,
-        event_id=row.event_id,
-        stream=row.stream,
-        version=row.version,
-        type=row.type,
-        schema=row.schema_version,
-        data=json.loads(row.data),
-        meta=json.loads(row.meta),
-        recorded_at=row.recorded_at,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
+_SQL = {
+    "current": "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?",
+    "last": "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1",
+    "insert": "INSERT INTO events (position, event_id, stream, version, type, schema_version, "
+    "data, meta, recorded_at, prev_hash, hash, idempotency_key) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+}
+_SQL_FORMAT = {name: sql.replace("?", "%s") for name, sql in _SQL.items()}
+
+
+def _driver_sql(conn: Connection) -> dict[str, str]:
+    return _SQL if conn.dialect.paramstyle == "qmark" else _SQL_FORMAT
+
+
+def envelope_json(
+    position: int, event_id: str, stream_json: str, version: int, type_json: str, schema: int,
+    data_json: str, meta_json: str, recorded_json: str,
+) -> str:
+    """canonical_json(RecordedEvent.envelope()), assembled from already-canonical parts.
+
+    Keys in sorted order, exactly as canonical_json writes them; `verify_chain` recomputes
+    every hash the slow, obvious way, so a difference between the two would show at once.
+    """
+    return (
+        f'{{"data":{data_json},"event_id":{canonical_json(event_id)},"meta":{meta_json},'
+        f'"position":{position},"recorded_at":{recorded_json},"schema":{schema},'
+        f'"stream":{stream_json},"type":{type_json},"version":{version}}}'
     )
+
+
+def _seal(
+    events: Sequence[NewEvent], stream: str, version: int, position: int, prev_hash: str,
+    idempotency_key: str | None,
+) -> tuple[list[RecordedEvent], list[tuple]]:
+    """Number, timestamp and chain a batch: its recorded events and their table rows."""
+    recorded_at = utc_now()
+    # What a batch shares is serialised once: its stream, its time, usually its meta and
+    # its event types.
+    stream_json, recorded_json = canonical_json(stream), canonical_json(recorded_at)
+    type_json: dict[str, str] = {}
+    recorded: list[RecordedEvent] = []
+    rows: list[tuple] = []
+    meta_source: object = None
+    meta_json = ""
+    for offset, new in enumerate(events, start=1):
+        if new.meta is not meta_source:
+            meta_source, meta_json = new.meta, canonical_json(new.meta)
+        if new.type not in type_json:
+            type_json[new.type] = canonical_json(new.type)
+        data_json = canonical_json(new.data)
+        envelope = envelope_json(position + offset, new.event_id, stream_json, version + offset,
+                                 type_json[new.type], new.schema, data_json, meta_json,
+                                 recorded_json)
+        digest = sha256_hex(prev_hash + envelope)
+        recorded.append(RecordedEvent(
+            position=position + offset, event_id=new.event_id, stream=stream,
+            version=version + offset, type=new.type, schema=new.schema, data=new.data,
+            meta=new.meta, recorded_at=recorded_at, prev_hash=prev_hash, hash=digest,
+        ))
+        rows.append((position + offset, new.event_id, stream, version + offset, new.type,
+                     new.schema, data_json, meta_json, recorded_at, prev_hash, digest,
+                     idempotency_key if offset == 1 else None))
+        prev_hash = digest
+    return recorded, rows
+
+
+_COLUMNS = ("position, event_id, stream, version, type, schema_version, data, meta, "
+            "recorded_at, prev_hash, hash")
+
+
+def row_to_event(row: Row | tuple, meta_cache: dict[str, Any] | None = None) -> RecordedEvent:
+    """An event from a row of the events table's columns in `_COLUMNS` order.
+
+    Events appended together share one meta text; `meta_cache` decodes it once.
+    """
+    position, event_id, stream, version, type_, schema, data, meta_text = row[:8]
+    if meta_cache is None:
+        meta = json.loads(meta_text)
+    elif (meta := meta_cache.get(meta_text)) is None:
+        meta_cache.clear()  # keep only the latest: batches are contiguous
+        meta = meta_cache[meta_text] = json.loads(meta_text)
+    return RecordedEvent(
+        position=position,
+        event_id=event_id,
+        stream=stream,
+        version=version,
+        type=type_,
+        schema=schema,
+        data=json.loads(data),
+        meta=meta,
+        recorded_at=row[8],
+        prev_hash=row[9],
+        hash=row[10],
+    )
+
+
+def events_after(
+    conn: Connection, position: int, to_position: int | None, limit: int
+) -> list[RecordedEvent]:
+    """Up to `limit` events after `position` (and up to `to_position`), straight from the
+    driver: the projection runner's hot path."""
+    upper = to_position if to_position is not None else 2**62
+    sql = (f"SELECT {_COLUMNS} FROM events WHERE position > ? AND position <= ? "
+           "ORDER BY position LIMIT ?")
+    if conn.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    cursor = conn.connection.cursor()
+    cursor.execute(sql, (position, upper, limit))
+    meta_cache: dict[str, Any] = {}
+    return [row_to_event(row, meta_cache) for row in cursor.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -86,7 +183,8 @@ class Ledger:
         if not stream or len(stream) > 200:
             raise InvalidInput(f"invalid stream name {stream!r}")
         for event in events:
-            registry.validate(event)
+            if not event.validated:
+                registry.validate(event)
         ids = [e.event_id for e in events]
         if len(set(ids)) != len(ids):
             raise DuplicateEvent(f"the batch repeats an event id: {ids}")
@@ -96,57 +194,27 @@ class Ledger:
                 earlier = self._recorded_for_key(conn, idempotency_key, stream, len(events))
                 if earlier is not None:
                     return earlier
-            current = conn.scalar(
-                select(func.coalesce(func.max(_c.version), 0)).where(_c.stream == stream)
-            )
+            # The hot path speaks to the driver directly: building SQLAlchemy statements
+            # costs several times more CPU than the three statements themselves.
+            cursor = conn.connection.cursor()
+            sql = _driver_sql(conn)
+            cursor.execute(sql["current"], (stream,))
+            current = cursor.fetchone()[0]
             if expected_version != ANY_VERSION and current != expected_version:
                 raise ConcurrencyError(stream, expected_version, current)
-            taken = conn.scalars(select(_c.event_id).where(_c.event_id.in_(ids))).all()
-            if taken:
-                raise DuplicateEvent(f"event id(s) already in the log: {', '.join(taken)}")
-            last = conn.execute(
-                select(_c.position, _c.hash).order_by(_c.position.desc()).limit(1)
-            ).first()
-            position, prev_hash = (last.position, last.hash) if last else (0, GENESIS_HASH)
-
-            recorded_at = utc_now()
-            recorded: list[RecordedEvent] = []
-            rows = []
-            for offset, new in enumerate(events, start=1):
-                draft = RecordedEvent(
-                    position=position + offset,
-                    event_id=new.event_id,
-                    stream=stream,
-                    version=current + offset,
-                    type=new.type,
-                    schema=new.schema,
-                    data=new.data,
-                    meta=new.meta,
-                    recorded_at=recorded_at,
-                    prev_hash=prev_hash,
-                    hash="",
-                )
-                digest = chain_hash(prev_hash, draft)
-                event = RecordedEvent(**{**draft.__dict__, "hash": digest})
-                recorded.append(event)
-                rows.append(
-                    {
-                        "position": event.position,
-                        "event_id": event.event_id,
-                        "stream": stream,
-                        "version": event.version,
-                        "type": event.type,
-                        "schema_version": event.schema,
-                        "data": canonical_json(event.data),
-                        "meta": canonical_json(event.meta),
-                        "recorded_at": recorded_at,
-                        "prev_hash": prev_hash,
-                        "hash": digest,
-                        "idempotency_key": idempotency_key if offset == 1 else None,
-                    }
-                )
-                prev_hash = digest
-            conn.execute(insert(events_table), rows)
+            cursor.execute(sql["last"])
+            last = cursor.fetchone()
+            position, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+            recorded, rows = _seal(events, stream, current, position, prev_hash,
+                                   idempotency_key)
+            try:
+                cursor.executemany(sql["insert"], rows)
+            except conn.dialect.dbapi.IntegrityError as error:  # type: ignore[union-attr]
+                if "event_id" in str(error):
+                    raise DuplicateEvent(
+                        f"event id(s) already in the log: {', '.join(ids)}"
+                    ) from None
+                raise
             if within is not None:
                 within(conn, recorded)
         return recorded

@@ -8,9 +8,10 @@ what was made from it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
-from sqlalchemy import Connection, and_, exists, literal, select, union
+from sqlalchemy import Connection, Select, and_, bindparam, exists, literal, select, union
 
 from strata.core.projections import table
 from strata.core.schema import DerivationRow
@@ -33,34 +34,40 @@ class Edge:
     depth: int
 
 
+@lru_cache(maxsize=2)
+def _walk_query(direction: Direction) -> Select:
+    """The recursive CTE for one direction, built once and run with bound parameters."""
+    up = direction == "up"
+    start = select(
+        _d.input_digest, _d.output_digest, _d.role, _d.layer, _d.operation, _d.event_id,
+        literal(1).label("depth"),
+    ).where((_d.output_digest if up else _d.input_digest) == bindparam("digest"))
+    frontier = start.cte("frontier", recursive=True)
+    step = derivations.alias("step")
+    step_near = step.c.output_digest if up else step.c.input_digest
+    frontier_far = frontier.c.input_digest if up else frontier.c.output_digest
+    recursive = select(
+        step.c.input_digest, step.c.output_digest, step.c.role, step.c.layer,
+        step.c.operation, step.c.event_id, (frontier.c.depth + 1).label("depth"),
+    ).where(and_(step_near == frontier_far, frontier.c.depth < bindparam("depth")))
+    # UNION (not UNION ALL) keeps a diamond in the DAG from multiplying rows.
+    frontier = frontier.union(recursive)
+    return select(frontier).order_by(frontier.c.depth, frontier.c.output_digest,
+                                     frontier.c.input_digest, frontier.c.role)
+
+
 def walk(
     conn: Connection, digest: str, direction: Direction, depth: int = MAX_DEPTH
 ) -> list[Edge]:
     """Every edge within `depth` steps above (up) or below (down) `digest`."""
-    near = _d.output_digest if direction == "up" else _d.input_digest
-    columns = (_d.input_digest, _d.output_digest, _d.role, _d.layer, _d.operation, _d.event_id)
-    start = select(*columns, literal(1).label("depth")).where(near == digest)
-    frontier = start.cte("frontier", recursive=True)
-    step = derivations.alias("step")
-    step_near = step.c.output_digest if direction == "up" else step.c.input_digest
-    frontier_far = frontier.c.input_digest if direction == "up" else frontier.c.output_digest
-    recursive = select(
-        step.c.input_digest, step.c.output_digest, step.c.role, step.c.layer,
-        step.c.operation, step.c.event_id, (frontier.c.depth + 1).label("depth"),
-    ).where(and_(step_near == frontier_far, frontier.c.depth < depth))
-    # UNION (not UNION ALL) keeps a diamond in the DAG from multiplying rows.
-    frontier = frontier.union(recursive)
-    rows = conn.execute(
-        select(frontier).order_by(frontier.c.depth, frontier.c.output_digest,
-                                  frontier.c.input_digest, frontier.c.role)
-    ).all()
+    rows = conn.execute(_walk_query(direction), {"digest": digest, "depth": depth}).all()
     seen: set[tuple[str, str, str]] = set()
     edges: list[Edge] = []
     for row in rows:  # keep each edge once, at the depth it is first reached
-        key = (row.input_digest, row.output_digest, row.role)
+        key = (row[0], row[1], row[2])
         if key not in seen:
             seen.add(key)
-            edges.append(Edge(**row._mapping))
+            edges.append(Edge(*row))
     return edges
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, select, update
+from sqlalchemy import Connection, Engine, Executable, Table, delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -41,7 +42,7 @@ from strata.core.event_types import (
 )
 from strata.core.events import Payload, RecordedEvent, UnknownPayload
 from strata.core.layers.selection import SelectionCompleted
-from strata.core.ledger import events_table, row_to_event
+from strata.core.ledger import events_after
 from strata.core.schema import (
     AssetRow,
     BranchMoveRow,
@@ -62,21 +63,68 @@ def table(model: type) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
 
-def upsert(
-    conn: Connection, model: type, values: dict[str, Any], keys: Iterable[str],
-    update_columns: Iterable[str] | None = None,
-) -> None:
-    """INSERT, or on a key conflict update `update_columns` (None: keep the existing row)."""
-    target = table(model)
-    insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    statement = insert(target).values(**values)
+@lru_cache(maxsize=256)
+def _upsert_statement(
+    dialect: str, model: type, keys: tuple[str, ...], update_columns: tuple[str, ...] | None
+) -> Executable:
+    # Built once and executed with parameters: building a statement per row costs far
+    # more than running it.
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    statement = insert(table(model))
     if update_columns is None:
-        statement = statement.on_conflict_do_nothing(index_elements=list(keys))
-    else:
-        statement = statement.on_conflict_do_update(
-            index_elements=list(keys), set_={c: values[c] for c in update_columns}
-        )
-    conn.execute(statement)
+        return statement.on_conflict_do_nothing(index_elements=list(keys))
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={c: statement.excluded[c] for c in update_columns}
+    )
+
+
+def upsert(
+    conn: Connection, model: type, values: dict[str, Any] | list[dict[str, Any]],
+    keys: Iterable[str], update_columns: Iterable[str] | None = None,
+) -> None:
+    """INSERT, or on a key conflict update `update_columns` (None: keep the existing row).
+
+    A list of rows runs as one executemany, in order.
+    """
+    statement = _upsert_statement(conn.dialect.name, model, tuple(keys),
+                                  None if update_columns is None else tuple(update_columns))
+    conn.execute(statement, values)
+
+
+class Batch:
+    """Rows that only ever get inserted-or-ignored, queued and written together.
+
+    Safe for tables that one projection alone writes with insert-or-ignore (assets,
+    derivations): running them in order at the end of the batch gives the same rows as
+    running them one by one, since the first insert of a key wins either way.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[tuple[type, tuple[str, ...]], list[dict[str, Any]]] = {}
+
+    def insert_or_ignore(self, model: type, row: dict[str, Any], keys: tuple[str, ...]) -> None:
+        self.pending.setdefault((model, keys), []).append(row)
+
+    def flush(self, conn: Connection) -> None:
+        cursor = conn.connection.cursor()
+        for (model, keys), rows in self.pending.items():
+            # Straight to the driver: SQLAlchemy's per-row parameter processing would
+            # cost more than the inserts (rebuild speed rests on this).
+            sql, columns = _insert_or_ignore_sql(model, keys, conn.dialect.paramstyle)
+            cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+        self.pending.clear()
+
+
+@lru_cache(maxsize=32)
+def _insert_or_ignore_sql(
+    model: type, keys: tuple[str, ...], paramstyle: str
+) -> tuple[str, tuple[str, ...]]:
+    columns = tuple(c.name for c in table(model).columns)
+    marker = "?" if paramstyle == "qmark" else "%s"
+    sql = (f"INSERT INTO {table(model).name} ({', '.join(columns)}) "
+           f"VALUES ({', '.join([marker] * len(columns))}) "
+           f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
+    return sql, columns
 
 
 class Projection(ABC):
@@ -84,7 +132,9 @@ class Projection(ABC):
     models: tuple[type, ...]
 
     @abstractmethod
-    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None: ...
+    def apply(
+        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
+    ) -> None: ...
 
 
 class LineageProjection(Projection):
@@ -93,24 +143,26 @@ class LineageProjection(Projection):
     name = "lineage"
     models = (AssetRow, DerivationRow)
 
-    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+    def apply(
+        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
+    ) -> None:
         if isinstance(payload, AssetImported):
-            self._asset(conn, event, payload.asset, "import", None, payload.source.name)
+            self._asset(batch, event, payload.asset, "import", None, payload.source.name)
         elif isinstance(payload, AssetDerived):
-            self._produced(conn, event, payload.output, "external", payload.operation, None,
+            self._produced(batch, event, payload.output, "external", payload.operation, None,
                            payload.source.name)
         elif isinstance(payload, JobCompleted):
             layer = event.type.split(".", 1)[0]
             for output in payload.outputs:
-                self._produced(conn, event, output, layer, payload.operation, payload.job_id)
+                self._produced(batch, event, output, layer, payload.operation, payload.job_id)
 
     def _produced(
-        self, conn: Connection, event: RecordedEvent, output: ProducedAsset, layer: str,
+        self, batch: Batch, event: RecordedEvent, output: ProducedAsset, layer: str,
         operation: str, job_id: str | None, label: str | None = None,
     ) -> None:
-        self._asset(conn, event, output.asset, layer, job_id, label)
+        self._asset(batch, event, output.asset, layer, job_id, label)
         for source in output.inputs:
-            upsert(conn, DerivationRow, {
+            batch.insert_or_ignore(DerivationRow, {
                 "output_digest": output.asset.digest,
                 "input_digest": source.digest,
                 "role": source.role,
@@ -121,12 +173,12 @@ class LineageProjection(Projection):
             }, keys=("output_digest", "input_digest", "role"))
 
     def _asset(
-        self, conn: Connection, event: RecordedEvent, asset: AssetInfo, layer: str,
+        self, batch: Batch, event: RecordedEvent, asset: AssetInfo, layer: str,
         job_id: str | None, label: str | None,
     ) -> None:
         # The first event that mentions an asset is the one that made it; later imports
         # of the same bytes add nothing to the asset itself.
-        upsert(conn, AssetRow, {
+        batch.insert_or_ignore(AssetRow, {
             **asset.model_dump(),
             "label": label,
             "layer": layer,
@@ -140,7 +192,9 @@ class JobsProjection(Projection):
     name = "jobs"
     models = (JobRow,)
 
-    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+    def apply(
+        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
+    ) -> None:
         jobs = table(JobRow)
         changes: dict[str, Any]
         if isinstance(payload, JobRequest):
@@ -186,7 +240,9 @@ class BranchesProjection(Projection):
     name = "branches"
     models = (BranchRow, BranchMoveRow)
 
-    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+    def apply(
+        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
+    ) -> None:
         if isinstance(payload, BranchCreated):
             conn.execute(table(BranchRow).insert().values(
                 name=payload.name, head=payload.head, version=event.version,
@@ -222,7 +278,9 @@ class CurationProjection(Projection):
     name = "curation"
     models = (SelectionRow, ReviewRow, FinalRow)
 
-    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+    def apply(
+        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
+    ) -> None:
         if isinstance(payload, SelectionPicked | SelectionRejected):
             decision = "picked" if isinstance(payload, SelectionPicked) else "rejected"
             self._selection(conn, event, payload.digest, decision=decision, note=payload.note)
@@ -253,7 +311,9 @@ class ModelsProjection(Projection):
     name = "models"
     models = (ModelRow,)
 
-    def apply(self, conn: Connection, event: RecordedEvent, payload: Payload) -> None:
+    def apply(
+        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
+    ) -> None:
         if isinstance(payload, ModelRegistered):
             # Registering a name again points it at new files; the old event stays.
             upsert(conn, ModelRow, {**payload.model_dump(), "position": event.position},
@@ -295,24 +355,21 @@ class ProjectionRunner:
 
     def _apply_batch(self, conn: Connection, to_position: int | None) -> int:
         checkpoints = self.checkpoints(conn)
-        start = min(checkpoints.values()) + 1
-        query = select(events_table).where(events_table.c.position >= start)
-        if to_position is not None:
-            query = query.where(events_table.c.position <= to_position)
-        query = query.order_by(events_table.c.position).limit(BATCH)
+        start = min(checkpoints.values())
         if self.source is self.engine:
-            rows = conn.execute(query).all()
+            rows = events_after(conn, start, to_position, BATCH)
         else:
             with self.source.connect() as source:
-                rows = source.execute(query).all()
-        for row in rows:
-            event = row_to_event(row)
+                rows = events_after(source, start, to_position, BATCH)
+        batch = Batch()
+        for event in rows:
             payload = event.payload
             if isinstance(payload, UnknownPayload):
                 continue  # written by a newer Strata: nothing this version can project
             for projection in self.projections:
                 if event.position > checkpoints[projection.name]:
-                    projection.apply(conn, event, payload)
+                    projection.apply(conn, event, payload, batch)
+        batch.flush(conn)
         if rows:
             last = rows[-1].position
             for projection in self.projections:
