@@ -20,7 +20,8 @@ derivations = table(DerivationRow)
 _d = derivations.c
 
 Direction = Literal["up", "down"]
-MAX_DEPTH = 100_000
+# Deep enough for any real history; bounds the work if recorded derivations form a cycle.
+MAX_DEPTH = 10_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ def walk(
     conn: Connection, digest: str, direction: Direction, depth: int = MAX_DEPTH
 ) -> list[Edge]:
     """Every edge within `depth` steps above (up) or below (down) `digest`."""
+    if depth < 1:
+        return []
     rows = conn.execute(_walk_query(direction), {"digest": digest, "depth": depth}).all()
     seen: set[tuple[str, str, str]] = set()
     edges: list[Edge] = []
@@ -86,25 +89,31 @@ def roots(conn: Connection, digest: str) -> list[str]:
 
 def path(conn: Connection, ancestor: str, descendant: str,
          depth: int = MAX_DEPTH) -> list[str] | None:
-    """The shortest chain of assets leading from `ancestor` down to `descendant`, or None."""
+    """The shortest chain of assets leading from `ancestor` down to `descendant`, or None.
+
+    One recursive query fetches the ancestry of `descendant` (each edge once per depth, so
+    diamonds and repeated roles do not multiply it); the shortest chain is then found in
+    that edge set breadth-first, nearest parents first and ties broken by digest, so the
+    answer is deterministic.
+    """
     if ancestor == descendant:
         return [ancestor]
-    start = select(
-        _d.input_digest.label("digest"),
-        (literal(descendant) + "," + _d.input_digest).label("trail"),
-        literal(1).label("depth"),
-    ).where(_d.output_digest == descendant)
-    climb = start.cte("climb", recursive=True)
-    step = derivations.alias("step")
-    climb = climb.union_all(
-        select(
-            step.c.input_digest,
-            (climb.c.trail + "," + step.c.input_digest),
-            climb.c.depth + 1,
-        ).where(and_(step.c.output_digest == climb.c.digest, climb.c.depth < depth,
-                     climb.c.digest != ancestor))
-    )
-    trail = conn.scalar(
-        select(climb.c.trail).where(climb.c.digest == ancestor).order_by(climb.c.depth).limit(1)
-    )
-    return list(reversed(trail.split(","))) if trail else None
+    parents: dict[str, set[str]] = {}
+    for edge in walk(conn, descendant, "up", depth):
+        parents.setdefault(edge.output_digest, set()).add(edge.input_digest)
+    came_from: dict[str, str] = {}
+    frontier = [descendant]
+    while frontier and ancestor not in came_from:
+        following = []
+        for child in frontier:
+            for parent in sorted(parents.get(child, ())):
+                if parent not in came_from and parent != descendant:
+                    came_from[parent] = child
+                    following.append(parent)
+        frontier = following
+    if ancestor not in came_from:
+        return None
+    chain = [ancestor]
+    while chain[-1] != descendant:
+        chain.append(came_from[chain[-1]])
+    return chain

@@ -162,6 +162,8 @@ class LineageProjection(Projection):
     ) -> None:
         self._asset(batch, event, output.asset, layer, job_id, label)
         for source in output.inputs:
+            if source.digest == output.asset.digest:
+                continue  # saved unchanged: an asset is not its own ancestor
             batch.insert_or_ignore(DerivationRow, {
                 "output_digest": output.asset.digest,
                 "input_digest": source.digest,

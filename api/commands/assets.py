@@ -127,6 +127,15 @@ def show(
     if created is not None:
         console.print(f"  recorded {created.recorded_at} by {created.meta.get('actor')}"
                       f"@{created.meta.get('host')}")
+    if asset["job_id"]:
+        from strata.core.provenance import recipe
+
+        console.print("  recipe:")
+        for key, value in recipe(strata, digest).items():
+            if key in ("scheduler", "versions", "model") and isinstance(value, dict):
+                value = value.get("class_name") or value.get("digest") or value
+            if key not in ("layer", "inputs", "actor", "host", "made_at", "job_id"):
+                console.print(f"    {key}: {value}")
     for edge in details.parents:
         console.print(f"  ← {edge.role}: {short(edge.input_digest)} ({edge.operation})")
     for edge in details.children:

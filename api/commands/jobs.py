@@ -162,7 +162,7 @@ def iterate(
 @app.command()
 def diff(a: str, b: str) -> None:
     """How the recipes of two assets differ."""
-    from strata.core.layers.iteration import diff as recipe_diff
+    from strata.core.provenance import diff as recipe_diff
 
     rows = recipe_diff(open_strata(), a, b)
     if not rows:

@@ -3,8 +3,7 @@
 `strata iterate ASSET --set steps=40 --set 'prompt+=, golden hour'` re-issues the request
 that produced ASSET with the adjusted parameters. The new request records the job it
 iterates, the parameter diff and the asset it started from (as the `parent` input of its
-outputs), so the lineage graph shows every round of iteration. `recipe` and `diff` answer
-"how were these two outputs made differently?".
+outputs), so the lineage graph shows every round of iteration.
 """
 
 from __future__ import annotations
@@ -20,14 +19,13 @@ from strata.core.errors import InvalidInput, JobError
 from strata.core.event_types import JobCompleted, JobRequest
 from strata.core.events import explain
 from strata.core.layers.generation import GenerationRequested
+from strata.core.provenance import BOOKKEEPING
 
 if TYPE_CHECKING:
     from strata.core.events import RecordedEvent
     from strata.core.service import Strata
 
 SeedMode = Literal["keep", "new"]
-# Bookkeeping that an iteration sets itself, never copied or changed by the user.
-BOOKKEEPING = {"job_id", "iterates", "changes", "parent", "branch", "max_attempts"}
 ALIASES = {"negative": "negative_prompt", "guidance": "cfg", "sampler": "scheduler"}
 
 
@@ -133,48 +131,3 @@ def _seeds(original: GenerationRequested, output: dict[str, Any], changes: list[
     if not 1 <= count <= 256:
         raise InvalidInput(f"n must be between 1 and 256, not {count}")
     return [base + i for i in range(count)]
-
-
-def recipe(strata: Strata, asset_ref: str) -> dict[str, Any]:
-    """Everything that made an asset, flattened: layer parameters, seed, model, scheduler."""
-    from strata.core import jobs, views
-
-    digest = strata.resolve_asset(asset_ref)
-    with strata.view() as conn:
-        asset = views.asset_row(conn, digest)
-    assert asset is not None
-    flat: dict[str, Any] = {"layer": asset["layer"]}
-    if asset["job_id"] is None:
-        return flat
-    events = strata.ledger.read_stream(jobs.stream(asset["job_id"]))
-    flat.update({k: v for k, v in events[0].data.items() if k not in BOOKKEEPING})
-    for event in events:
-        if isinstance(event.payload, JobCompleted):
-            data = event.data
-            flat["operation"] = data["operation"]
-            for output in data["outputs"]:
-                if output["asset"]["digest"] == digest:
-                    flat.update(output["params"])
-                    flat["inputs"] = output["inputs"]
-            for key in ("model", "scheduler", "device", "dtype", "versions"):
-                if key in data:
-                    flat[key] = data[key]
-    flat.pop("seeds", None)  # the output's own seed stands in for the batch's
-    return flat
-
-
-def diff(strata: Strata, a_ref: str, b_ref: str) -> list[tuple[str, Any, Any]]:
-    """The recipe keys whose values differ between two assets (nested keys flattened)."""
-    a, b = _flatten(recipe(strata, a_ref)), _flatten(recipe(strata, b_ref))
-    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, item in value.items():
-        name = f"{prefix}{key}"
-        if isinstance(item, dict) and item:
-            flat.update(_flatten(item, name + "."))
-        else:
-            flat[name] = item
-    return flat

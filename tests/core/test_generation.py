@@ -12,8 +12,9 @@ from strata.core import jobs, views
 from strata.core.errors import InvalidInput, ModelError
 from strata.core.layers import build_executors
 from strata.core.layers.generation import build_request
-from strata.core.layers.iteration import diff, iterate, parse_changes, recipe
+from strata.core.layers.iteration import iterate, parse_changes
 from strata.core.layers.selection import SelectionRequested
+from strata.core.provenance import diff, recipe
 from strata.core.runtime import Worker
 from strata.core.service import Strata
 from strata.core.verify import verify
