@@ -123,8 +123,13 @@ class LocalBlobStore(BlobStore):
             final = self.path_of(digest)
             if final.exists():
                 tmp_path.unlink()
+                # Another writer may have been killed between its rename and its fsync:
+                # make the entry durable before an event comes to rely on it.
+                _fsync_dir(final.parent)
             else:
-                final.parent.mkdir(exist_ok=True)
+                if not final.parent.is_dir():
+                    final.parent.mkdir(exist_ok=True)
+                    _fsync_dir(self.root)  # the new shard folder must survive a crash too
                 os.replace(tmp_path, final)
                 _fsync_dir(final.parent)
         except BaseException:

@@ -17,12 +17,14 @@ serialising them is the database write lock in core.db. What is proved:
 from __future__ import annotations
 
 import multiprocessing as mp
-import queue
+import os
 import time
-import traceback
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
+
+import pytest
 
 from strata.core.config import Settings
 from strata.core.errors import ConcurrencyError
@@ -33,6 +35,7 @@ from strata.core.store import Store
 
 CTX = mp.get_context("spawn")
 DIGEST = "sha256:" + "cd" * 32
+WORKERS = 8
 START_TIMEOUT = 60.0  # spawning 8 interpreters on 2 busy cores takes a few seconds
 RESULT_TIMEOUT = 120.0
 
@@ -52,55 +55,20 @@ def _event(writer: int, n: int) -> NewEvent:
     return NewEvent.of(SelectionRated(digest=DIGEST, rating=1 + n % 5, note=f"w{writer}:{n}"))
 
 
-def _child(results: Any, name: str, work: Callable[..., Any], *args: Any) -> None:
-    """Run `work` in this child and report its result, or any exception, to the parent."""
-    try:
-        results.put((name, "ok", work(*args)))
-    except BaseException:
-        results.put((name, "error", traceback.format_exc()))
-        raise
+@pytest.fixture(scope="module")
+def processes() -> Iterator[tuple[Any, ProcessPoolExecutor]]:
+    """Eight spawned worker processes (and a manager for barriers), shared by this module.
 
-
-def _run(jobs: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]],
-         after_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Start one spawned process per job; return every job's result, failing on any error.
-
-    `after_start(results_so_far)` runs in the parent once all are started; it is how a test
-    tells a follower that the writers are done.
+    Starting eight interpreters costs seconds on two cores, so the workers are started
+    once; every task still opens (and closes) its own Store inside its worker.
     """
-    results = CTX.Queue()
-    processes = [
-        CTX.Process(target=_child, args=(results, name, work, *args), name=name, daemon=True)
-        for name, (work, args) in jobs.items()
-    ]
-    for process in processes:
-        process.start()
-    collected: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    try:
-        deadline = time.monotonic() + RESULT_TIMEOUT
-        while len(collected) + len(errors) < len(jobs):
-            if after_start is not None:
-                after_start(collected)
-            try:
-                name, status, value = results.get(timeout=0.05)
-            except queue.Empty:
-                assert time.monotonic() < deadline, (
-                    f"children did not finish in {RESULT_TIMEOUT}s; "
-                    f"done: {sorted(collected)}, failed: {sorted(errors)}"
-                )
-                continue
-            (collected if status == "ok" else errors)[name] = value
-        for process in processes:
-            process.join(timeout=30)
-    finally:
-        for process in processes:
-            if process.is_alive():
-                process.kill()
-                process.join()
-    assert not errors, "a child raised:\n" + "\n".join(errors.values())
-    assert [p.exitcode for p in processes] == [0] * len(processes)
-    return collected
+    with CTX.Manager() as manager, ProcessPoolExecutor(WORKERS, mp_context=CTX) as pool:
+        yield manager, pool
+
+
+def _results(futures: list[Future[Any]]) -> list[Any]:
+    """Every task's result; an exception in any child is re-raised here, traceback and all."""
+    return [future.result(timeout=RESULT_TIMEOUT) for future in futures]
 
 
 # --- 1. many writers, one stream, expected versions --------------------------------------
@@ -127,21 +95,23 @@ def _contending_writer(where: Where, start: Any, worker: int, wins: int) -> dict
                 continue
             assert event.version == version + 1
             won.append((event.version, event.position, event.event_id))
-        return {"won": won, "losses": losses}
+        return {"won": won, "losses": losses, "pid": os.getpid()}
     finally:
         store.close()
 
 
 def test_racing_writers_on_one_stream_each_win_or_get_a_concurrency_error(
-    settings: Settings, store: Store
+    settings: Settings, store: Store, processes: tuple[Any, ProcessPoolExecutor]
 ) -> None:
-    writers, wins = 8, 15
-    start = CTX.Barrier(writers)
-    results = _run({
-        f"w{n}": (_contending_writer, (_where(settings), start, n, wins))
+    manager, pool = processes
+    writers, wins = WORKERS, 15
+    start = manager.Barrier(writers)
+    results = _results([
+        pool.submit(_contending_writer, _where(settings), start, n, wins)
         for n in range(writers)
-    })
+    ])
     total = writers * wins
+    assert len({r["pid"] for r in results} | {os.getpid()}) == writers + 1
 
     events = list(store.ledger.read_all())
     assert [e.position for e in events] == list(range(1, total + 1))
@@ -152,7 +122,7 @@ def test_racing_writers_on_one_stream_each_win_or_get_a_concurrency_error(
     # Every win is in the log exactly where its writer was told, and only wins are there:
     # a losing append wrote nothing.
     by_id = {e.event_id: e for e in events}
-    claimed = [w for result in results.values() for w in result["won"]]
+    claimed = [w for result in results for w in result["won"]]
     assert len(claimed) == total
     assert {event_id for _, _, event_id in claimed} == set(by_id)
     for version, position, event_id in claimed:
@@ -163,7 +133,7 @@ def test_racing_writers_on_one_stream_each_win_or_get_a_concurrency_error(
         assert notes == [f"w{n}:{i}" for i in range(wins)]
     # Losses are timing-dependent (usually dozens); each one was a clean ConcurrencyError,
     # anything else would have failed its child above.
-    assert all(result["losses"] >= 0 for result in results.values())
+    assert all(result["losses"] >= 0 for result in results)
 
 
 # --- 2. many writers, own streams, ANY_VERSION, batches ----------------------------------
@@ -190,14 +160,15 @@ def _batch_writer(where: Where, start: Any, worker: int) -> list[list[tuple[int,
 
 
 def test_parallel_writers_on_separate_streams_interleave_whole_batches(
-    settings: Settings, store: Store
+    settings: Settings, store: Store, processes: tuple[Any, ProcessPoolExecutor]
 ) -> None:
-    writers = 8
+    manager, pool = processes
+    writers = WORKERS
     per_stream = sum(BATCH_SIZES)
-    start = CTX.Barrier(writers)
-    results = _run({
-        f"w{n}": (_batch_writer, (_where(settings), start, n)) for n in range(writers)
-    })
+    start = manager.Barrier(writers)
+    results = _results([
+        pool.submit(_batch_writer, _where(settings), start, n) for n in range(writers)
+    ])
     total = writers * per_stream
 
     events = list(store.ledger.read_all())
@@ -210,8 +181,8 @@ def test_parallel_writers_on_separate_streams_interleave_whole_batches(
     assert versions == {f"stream-{n}": list(range(1, per_stream + 1)) for n in range(writers)}
 
     by_position = {e.position: e for e in events}
-    for name, batches in results.items():
-        stream = f"stream-{name.removeprefix('w')}"
+    for n, batches in enumerate(results):
+        stream = f"stream-{n}"
         assert [len(b) for b in batches] == list(BATCH_SIZES)
         for batch in batches:
             positions = [p for p, _ in batch]
@@ -263,30 +234,24 @@ def _appender(where: Where, start: Any, worker: int, appends: int) -> int:
 
 
 def test_a_reader_following_positions_never_skips_an_event(
-    settings: Settings, store: Store
+    settings: Settings, store: Store, processes: tuple[Any, ProcessPoolExecutor]
 ) -> None:
+    manager, pool = processes
     writers, appends = 4, 30
-    start = CTX.Barrier(writers + 1)
-    writers_done = CTX.Event()
-    writer_names = {f"w{n}" for n in range(writers)}
-
-    def release_follower_when_writers_finish(results: dict[str, Any]) -> None:
-        if writer_names <= results.keys():
-            writers_done.set()
-
-    jobs: dict[str, tuple[Callable[..., Any], tuple[Any, ...]]] = {
-        "follower": (_follower, (_where(settings), start, writers_done)),
-    }
-    jobs.update({
-        f"w{n}": (_appender, (_where(settings), start, n, appends)) for n in range(writers)
-    })
-    results = _run(jobs, after_start=release_follower_when_writers_finish)
-    total = sum(results[name] for name in writer_names)
+    start = manager.Barrier(writers + 1)
+    writers_done = manager.Event()
+    follower = pool.submit(_follower, _where(settings), start, writers_done)
+    written = _results([
+        pool.submit(_appender, _where(settings), start, n, appends) for n in range(writers)
+    ])
+    writers_done.set()
+    (followed,) = _results([follower])
+    total = sum(written)
     assert total == writers * sum(1 + n % 3 for n in range(appends))
 
     # The follower saw every position exactly once, in order, although it read while the
     # writers were still committing (polls_with_news is usually well above 1).
-    assert results["follower"]["seen"] == list(range(1, total + 1))
-    assert results["follower"]["polls_with_news"] >= 1
+    assert followed["seen"] == list(range(1, total + 1))
+    assert followed["polls_with_news"] >= 1
     assert store.ledger.head_position() == total
     assert list(store.ledger.verify_chain()) == []
