@@ -71,11 +71,12 @@ def main() -> None:
     timings: dict[str, list[float]] = {"direct": [], "direct+png": [], "runtime": []}
     for run in range(args.jobs):
         seed = 1000 + run * BATCH
-        for name, call in (("direct", lambda: direct(seed, save=False)),
-                           ("direct+png", lambda: direct(seed, save=True)),
-                           ("runtime", lambda: through_runtime(seed))):
+        for name in timings:
             began = time.perf_counter()
-            call()
+            if name == "runtime":
+                through_runtime(seed)
+            else:
+                direct(seed, save=name == "direct+png")
             timings[name].append(time.perf_counter() - began)
 
     median = {name: statistics.median(values) for name, values in timings.items()}

@@ -51,10 +51,10 @@ def test_a_plain_install_migrates_a_new_store_without_a_checkout(
                     str(target), str(wheel)], check=True, capture_output=True, timeout=300)
     probe = (
         "import strata.core.migrate as m, strata.core.store as s, strata.core.config as c\n"
-        "assert m.__file__.startswith(%r), m.__file__\n"
+        f"assert m.__file__.startswith({str(target)!r}), m.__file__\n"
         "store = s.Store.open(c.Settings(), create=True)\n"
         "print(m.current_revision(store.engine), m.head_revision())\n"
-    ) % str(target)
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
     env.update(PYTHONPATH=str(target), STRATA_HOME=str(tmp_path / "store"))
     result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path,
@@ -69,7 +69,7 @@ def test_an_older_schema_says_to_run_init_and_init_upgrades_it(tmp_path: Path) -
     settings.resolved_home.mkdir(parents=True)
     engine = make_engine(settings.effective_database_url)
     migrate.upgrade(engine, "0001")
-    with pytest.raises(StoreNotInitialised, match="is at schema 0001.*run `strata init`"):
+    with pytest.raises(StoreNotInitialised, match=r"is at schema 0001.*run `strata init`"):
         Store.open(settings)
     Store.open(settings, create=True)
     assert migrate.current_revision(engine) == migrate.head_revision()
@@ -79,5 +79,5 @@ def test_an_older_schema_says_to_run_init_and_init_upgrades_it(tmp_path: Path) -
 def test_an_empty_database_says_to_run_init(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path / "store")
     settings.resolved_home.mkdir(parents=True)
-    with pytest.raises(StoreNotInitialised, match="no Strata store .* run `strata init` first"):
+    with pytest.raises(StoreNotInitialised, match=r"no Strata store .* run `strata init` first"):
         Store.open(settings)
