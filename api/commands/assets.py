@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from strata.api.app import AsOf, app, console, open_strata, short
-from strata.core.errors import InvalidInput
+from strata.core.errors import InvalidInput, NotFound
 from strata.core.events import RecordedEvent, UnknownPayload
 from strata.core.lineage import Direction, walk
 
@@ -162,13 +162,30 @@ def lineage(
     up: Annotated[bool, typer.Option("--up/--down", help="ancestors (default) or descendants")]
     = True,
     depth: Annotated[int, typer.Option(help="how many steps to follow", min=1)] = 50,
+    roots: Annotated[bool, typer.Option("--roots", help="only the assets it all began from")]
+    = False,
+    path_from: Annotated[str | None, typer.Option(
+        "--from", help="the shortest chain from this ancestor down to the asset")] = None,
     as_of: AsOf = None,
 ) -> None:
     """The lineage of an asset drawn as a tree: what made it, or what was made from it."""
+    from strata.core import lineage as queries
+
     strata = open_strata()
     direction: Direction = "up" if up else "down"
     with strata.view(as_of) as conn:
         digest = strata.resolve_asset(ref, conn)
+        if roots:
+            for root in queries.roots(conn, digest):
+                console.print(root)
+            return
+        if path_from is not None:
+            ancestor = strata.resolve_asset(path_from, conn)
+            chain = queries.path(conn, ancestor, digest)
+            if chain is None:
+                raise NotFound(f"{short(digest)} does not descend from {short(ancestor)}")
+            console.print(" → ".join(short(d) for d in chain))
+            return
         edges = walk(conn, digest, direction, depth)
     console.print(lineage_tree(digest, edges, direction))
 
@@ -179,14 +196,17 @@ def lineage_tree(digest: str, edges: list[Any], direction: Direction) -> Tree:
         key = edge.output_digest if direction == "up" else edge.input_digest
         below.setdefault(key, []).append(edge)
     root = Tree(f"[bold]{short(digest)}[/]")
+    expanded = {digest}
 
-    def grow(node: Tree, at: str, trail: frozenset[str]) -> None:
+    def grow(node: Tree, at: str) -> None:
         for edge in below.get(at, []):
             nxt = edge.input_digest if direction == "up" else edge.output_digest
             label = f"{short(nxt)} [dim]{edge.role} · {edge.layer} {edge.operation}[/]"
-            child = node.add(label)
-            if nxt not in trail:
-                grow(child, nxt, trail | {nxt})
+            if nxt in expanded:  # a diamond in the DAG: drawn once, referred to after
+                node.add(label + (" [dim](shown above)[/]" if below.get(nxt) else ""))
+                continue
+            expanded.add(nxt)
+            grow(node.add(label), nxt)
 
-    grow(root, digest, frozenset({digest}))
+    grow(root, digest)
     return root

@@ -74,6 +74,11 @@ def test_add_log_show_lineage_verify(cli: Cli, tmp_path: Path) -> None:
     assert child[7:19] in tree and parent[7:19] in tree
     down = cli("lineage", parent[7:19], "--down").stdout
     assert child[7:19] in down
+    assert cli("lineage", child[7:19], "--roots").stdout.split() == [parent]
+    assert cli("lineage", child[7:19], "--from", parent[7:19]).stdout.split() == [
+        parent[7:19], "→", child[7:19]]
+    unrelated = cli("lineage", parent[7:19], "--from", child[7:19], ok=False)
+    assert unrelated.returncode == 4 and "does not descend from" in unrelated.stderr
 
     # Time travel: at position 1 the child did not exist yet.
     assert child[7:19] not in cli("lineage", parent[7:19], "--down", "--as-of", "1").stdout
