@@ -29,7 +29,7 @@ DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 def parse_digest(digest: str) -> str:
     """The hex part of a full digest; anything else (a path, a prefix) is refused."""
-    match = DIGEST_RE.match(digest)
+    match = DIGEST_RE.fullmatch(digest)
     if match is None:
         raise InvalidInput(f"not a blob address: {digest!r} (expected sha256:<64 hex>)")
     return match.group(1)
@@ -162,7 +162,7 @@ class LocalBlobStore(BlobStore):
                 continue
             for blob in sorted(shard.iterdir()):
                 digest = f"sha256:{shard.name}{blob.name}"
-                if DIGEST_RE.match(digest):
+                if DIGEST_RE.fullmatch(digest):
                     yield digest
 
     def stale_temporary_files(self) -> list[Path]:

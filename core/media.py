@@ -8,6 +8,7 @@ allocating it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,15 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
     import imagehash
     from PIL import Image, UnidentifiedImageError
 
+    # Pillow refuses on its own above twice its global limit; make that limit ours, so a
+    # configured STRATA_MAX_IMAGE_PIXELS is honoured and every bomb gets the same message.
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; the check below refuses.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
             if width * height > max_pixels:
                 raise InvalidInput(
@@ -84,8 +92,11 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
             rgb = image.convert("RGB")
     except InvalidInput:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
-            ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise InvalidInput(
+            f"refused as a decompression bomb: {exc} (limit: STRATA_MAX_IMAGE_PIXELS)"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"refused a corrupt or truncated {media_type} image: {exc}") from exc
     return MediaInfo(
         media_type=media_type,

@@ -200,7 +200,9 @@ class JobsProjection(Projection):
         jobs = table(JobRow)
         changes: dict[str, Any]
         if isinstance(payload, JobRequest):
-            conn.execute(jobs.insert().values(
+            # A job id requested twice (on another stream) cannot be undone in the log;
+            # the first request stands and the projection must not wedge on the second.
+            upsert(conn, JobRow, dict(
                 job_id=payload.job_id,
                 layer=event.type.split(".", 1)[0],
                 status="requested",
@@ -211,7 +213,7 @@ class JobsProjection(Projection):
                 attempts=0,
                 requested_position=event.position,
                 updated_position=event.position,
-            ))
+            ), keys=("job_id",))
             return
         if isinstance(payload, JobStarted):
             changes = {"status": "running", "attempts": payload.attempt,
@@ -246,6 +248,10 @@ class BranchesProjection(Projection):
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
     ) -> None:
         if isinstance(payload, BranchCreated):
+            exists = conn.scalar(select(table(BranchRow).c.name)
+                                 .where(table(BranchRow).c.name == payload.name))
+            if exists:  # created again outside its stream: the first creation stands
+                return
             conn.execute(table(BranchRow).insert().values(
                 name=payload.name, head=payload.head, version=event.version,
                 created_position=event.position, updated_position=event.position,
