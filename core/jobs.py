@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 
 from strata.core import views
-from strata.core.errors import ConcurrencyError, JobError, JobNotFound
+from strata.core.errors import BranchNotFound, ConcurrencyError, JobError, JobNotFound
 from strata.core.event_types import JobCancelled, JobRequest
 from strata.core.events import RecordedEvent
 from strata.core.service import Strata
@@ -30,6 +30,13 @@ def new_job_id() -> str:
 def request(strata: Strata, payload: JobRequest, idempotency_key: str | None = None,
             ) -> RecordedEvent:
     """Record a `<layer>.requested` event; any worker serving the layer may take it."""
+    if payload.branch is not None:
+        with strata.view() as conn:
+            if views.branch(conn, payload.branch) is None:
+                raise BranchNotFound(
+                    f"no branch named {payload.branch!r}; create it with "
+                    "`strata branch create` or request the job without one"
+                )
     return strata.record(stream(payload.job_id), [payload], expected_version=0,
                          idempotency_key=idempotency_key)[0]
 

@@ -12,6 +12,9 @@ was cancelled meanwhile, can never record a second result.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import socket
 import threading
@@ -23,9 +26,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from strata.core import branches
-from strata.core.errors import ConcurrencyError, InvalidInput, ModelError, RetryableError
+from strata.core.errors import (
+    ConcurrencyError,
+    InvalidInput,
+    ModelError,
+    RetryableError,
+    StrataError,
+)
 from strata.core.event_types import JobCompleted, JobFailed, JobRequest, JobStarted
 from strata.core.events import RecordedEvent
 from strata.core.executor import Executor, JobContext, JobInterrupted, Progress
@@ -33,6 +43,8 @@ from strata.core.jobs import stream
 from strata.core.projections import table, upsert
 from strata.core.schema import JobLease, JobRow
 from strata.core.service import Strata
+
+log = logging.getLogger("strata.runtime")
 
 
 def utc_iso(moment: datetime) -> str:
@@ -44,6 +56,10 @@ def is_retryable(error: BaseException) -> bool:
         return True
     # CUDA/MPS out-of-memory errors are worth another try once memory frees up.
     return "OutOfMemory" in type(error).__name__
+
+
+def _max_attempts(row: Mapping[str, Any]) -> int:
+    return int(json.loads(row["request"]).get("max_attempts", 1))
 
 
 def default_worker_name() -> str:
@@ -130,11 +146,28 @@ class Worker:
     def work_once(self, job_id: str | None = None) -> bool:
         """Claim and run one job (optionally a given one); False if there was none to take."""
         for row in self.claimable(job_id):
+            if row["status"] == "running" and row["attempts"] >= _max_attempts(row):
+                # Abandoned on its last attempt: a job that kills every worker that runs
+                # it (an out-of-memory kill, say) must not be retried for ever.
+                self._give_up(row)
+                continue
             claimed = self.claim(row)
             if claimed is not None:
                 self.run(row["layer"], *claimed)
                 return True
         return False
+
+    def _give_up(self, row: Mapping[str, Any]) -> None:
+        failed = JobFailed(
+            job_id=row["job_id"], attempt=row["attempts"], error_class="WorkerLost",
+            message=f"the worker running attempt {row['attempts']} stopped heartbeating "
+                    "and no attempts are left",
+        )
+        with contextlib.suppress(ConcurrencyError):  # someone else settled it first
+            self.strata.record(stream(row["job_id"]), [failed],
+                               expected_version=row["stream_version"],
+                               within=self._release(row["job_id"]),
+                               meta={"worker": self.name})
 
     def wait_for(self, job_id: str) -> dict[str, Any]:
         """Run the job here if it is free, else wait until whoever has it finishes it."""
@@ -170,6 +203,7 @@ class Worker:
         try:
             result = executor.run(ctx)
         except JobInterrupted:
+            self._drop_lease(ctx)
             return None
         except Exception as error:
             return self._record_failure(ctx, started_version, error)
@@ -187,8 +221,12 @@ class Worker:
         except ConcurrencyError:
             return None  # cancelled or taken over meanwhile: the other outcome stands
         if ctx.request.branch and result.outputs:
-            branches.advance(self.strata, ctx.request.branch, result.outputs[0].asset.digest,
-                             job_id=ctx.job_id)
+            try:
+                branches.advance(self.strata, ctx.request.branch,
+                                 result.outputs[0].asset.digest, job_id=ctx.job_id)
+            except StrataError as error:  # the result stands; the worker must go on
+                log.warning("job %s completed but branch %r did not advance: %s",
+                            ctx.job_id, ctx.request.branch, error)
         return event
 
     def _record_failure(self, ctx: JobContext, version: int,
@@ -225,14 +263,28 @@ class Worker:
         leases = table(JobLease)
         interval = self.lease_seconds / 3
         while not stop.wait(interval):
-            with self.strata.store.engine.begin() as conn:
-                kept = conn.execute(
-                    update(leases)
-                    .where(leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
-                           leases.c.worker == self.name)
-                    .values(expires_at=time.time() + self.lease_seconds)
-                ).rowcount
-            moved_on = self.strata.ledger.stream_version(stream(ctx.job_id)) > started_version
-            if not kept or moved_on:
+            try:
+                with self.strata.store.engine.begin() as conn:
+                    kept = conn.execute(
+                        update(leases)
+                        .where(leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
+                               leases.c.worker == self.name)
+                        .values(expires_at=time.time() + self.lease_seconds)
+                    ).rowcount
+                version = self.strata.ledger.stream_version(stream(ctx.job_id))
+            except SQLAlchemyError as error:
+                # A passing database hiccup: try again next beat; the lease has two more
+                # beats of slack before anyone may take the job over.
+                log.warning("heartbeat for job %s failed: %s", ctx.job_id, error)
+                continue
+            if not kept or version > started_version:
                 ctx.interrupted.set()
                 return
+
+    def _drop_lease(self, ctx: JobContext) -> None:
+        """Release the lease of an interrupted job, if it is still this worker's."""
+        leases = table(JobLease)
+        with self.strata.store.engine.begin() as conn:
+            conn.execute(delete(leases).where(
+                leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
+                leases.c.worker == self.name))
