@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, func, select
+from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from strata.core.canonical import canonical_json, sha256_hex
 from strata.core.db import write_transaction
@@ -156,6 +156,19 @@ class ChainBreak:
     reason: str
 
 
+def _filtered(
+    types: Sequence[str] | None, streams: Sequence[str] | None, to_position: int | None
+) -> Select:
+    query = select(events_table)
+    if types:
+        query = query.where(_c.type.in_(list(types)))
+    if streams:
+        query = query.where(_c.stream.in_(list(streams)))
+    if to_position is not None:
+        query = query.where(_c.position <= to_position)
+    return query
+
+
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -265,15 +278,10 @@ class Ledger:
         """Events in position order, fetched lazily a page at a time."""
         remaining = limit
         next_position = from_position
+        selection = _filtered(types, streams, to_position)
         while remaining is None or remaining > 0:
             page = READ_PAGE if remaining is None else min(READ_PAGE, remaining)
-            query = select(events_table).where(_c.position >= next_position)
-            if types:
-                query = query.where(_c.type.in_(list(types)))
-            if streams:
-                query = query.where(_c.stream.in_(list(streams)))
-            if to_position is not None:
-                query = query.where(_c.position <= to_position)
+            query = selection.where(_c.position >= next_position)
             with self.engine.connect() as conn:
                 rows = conn.execute(query.order_by(_c.position).limit(page)).all()
             for row in rows:
@@ -288,13 +296,7 @@ class Ledger:
                   streams: Sequence[str] | None = None,
                   to_position: int | None = None) -> list[RecordedEvent]:
         """The newest `limit` events (oldest first), for `strata log`."""
-        query = select(events_table)
-        if types:
-            query = query.where(_c.type.in_(list(types)))
-        if streams:
-            query = query.where(_c.stream.in_(list(streams)))
-        if to_position is not None:
-            query = query.where(_c.position <= to_position)
+        query = _filtered(types, streams, to_position)
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(_c.position.desc()).limit(limit)).all()
         return [row_to_event(r) for r in reversed(rows)]

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, Table, delete, select, update
+from sqlalchemy import Connection, Engine, Executable, Table, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -42,7 +42,7 @@ from strata.core.event_types import (
 )
 from strata.core.events import Payload, RecordedEvent, UnknownPayload
 from strata.core.layers.selection import SelectionCompleted
-from strata.core.ledger import events_after
+from strata.core.ledger import events_after, events_table
 from strata.core.schema import (
     AssetRow,
     BranchMoveRow,
@@ -353,6 +353,8 @@ class ProjectionRunner:
 
     def catch_up(self, to_position: int | None = None) -> int:
         """Apply every event past each checkpoint; return the number of events applied."""
+        if self._up_to_date(to_position):
+            return 0  # the common case for readers: no write lock needed to find out
         applied = 0
         while True:
             with write_transaction(self.engine, PROJECTION_LOCK) as conn:
@@ -360,6 +362,13 @@ class ProjectionRunner:
             applied += done
             if done < BATCH:
                 return applied
+
+    def _up_to_date(self, to_position: int | None) -> bool:
+        with self.engine.connect() as conn:
+            behind = min(self.checkpoints(conn).values())
+        with self.source.connect() as source:
+            head = source.scalar(select(func.coalesce(func.max(events_table.c.position), 0)))
+        return behind >= (head if to_position is None else min(head, to_position))
 
     def _apply_batch(self, conn: Connection, to_position: int | None) -> int:
         checkpoints = self.checkpoints(conn)

@@ -33,7 +33,7 @@ from hypothesis.stateful import (
 from sqlalchemy import Connection, create_engine, delete, select, text, update
 from sqlalchemy.engine import make_url
 
-from strata.core import jobs
+from strata.core import branches, jobs
 from strata.core.config import Settings
 from strata.core.errors import ConcurrencyError, InvalidInput
 from strata.core.event_types import (
@@ -319,6 +319,7 @@ def test_job_events_without_a_request_leave_the_jobs_table_empty(strata: Strata)
 
 def test_a_job_goes_through_its_lifecycle(strata: Strata) -> None:
     a = import_png(strata, 1)
+    branches.create(strata, "main")
     requested = jobs.request(strata, generation_requested("g1", parent=a, branch="main"))
     stream = jobs.stream("g1")
 
