@@ -130,6 +130,7 @@ def _insert_or_ignore_sql(
 class Projection(ABC):
     name: str
     models: tuple[type, ...]
+    handles: tuple[type[Payload], ...]  # payload classes (and their subclasses) it applies
 
     @abstractmethod
     def apply(
@@ -142,6 +143,7 @@ class LineageProjection(Projection):
 
     name = "lineage"
     models = (AssetRow, DerivationRow)
+    handles = (AssetImported, AssetDerived, JobCompleted)
 
     def apply(
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
@@ -193,6 +195,7 @@ class LineageProjection(Projection):
 class JobsProjection(Projection):
     name = "jobs"
     models = (JobRow,)
+    handles = (JobRequest, JobStarted, JobCompleted, JobFailed, JobCancelled)
 
     def apply(
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
@@ -243,6 +246,7 @@ class JobsProjection(Projection):
 class BranchesProjection(Projection):
     name = "branches"
     models = (BranchRow, BranchMoveRow)
+    handles = (BranchCreated, BranchAdvanced, BranchRolledBack)
 
     def apply(
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
@@ -285,6 +289,8 @@ class CurationProjection(Projection):
 
     name = "curation"
     models = (SelectionRow, ReviewRow, FinalRow)
+    handles = (SelectionPicked, SelectionRejected, SelectionRated, ReviewRecorded,
+               FinalMarked, SelectionCompleted)
 
     def apply(
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
@@ -318,6 +324,7 @@ class CurationProjection(Projection):
 class ModelsProjection(Projection):
     name = "models"
     models = (ModelRow,)
+    handles = (ModelRegistered,)
 
     def apply(
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
@@ -345,6 +352,7 @@ class ProjectionRunner:
         self.engine = engine
         self.source = source or engine  # where the events are read (differs for time travel)
         self.projections = projections
+        self._dispatch: dict[type, tuple[Projection, ...]] = {}
 
     def checkpoints(self, conn: Connection) -> dict[str, int]:
         rows = conn.execute(select(table(ProjectionCheckpoint))).all()
@@ -383,7 +391,7 @@ class ProjectionRunner:
             payload = event.payload
             if isinstance(payload, UnknownPayload):
                 continue  # written by a newer Strata: nothing this version can project
-            for projection in self.projections:
+            for projection in self._interested(type(payload)):
                 if event.position > checkpoints[projection.name]:
                     projection.apply(conn, event, payload, batch)
         batch.flush(conn)
@@ -394,11 +402,25 @@ class ProjectionRunner:
                        keys=("name",), update_columns=("position",))
         return len(rows)
 
+    def _interested(self, payload_type: type) -> tuple[Projection, ...]:
+        found = self._dispatch.get(payload_type)
+        if found is None:
+            found = self._dispatch[payload_type] = tuple(
+                p for p in self.projections if issubclass(payload_type, p.handles))
+        return found
+
     def rebuild(self) -> int:
-        """Drop everything the projections hold and replay the whole log."""
+        """Drop everything the projections hold and replay the whole log.
+
+        One transaction: readers see the old state until the new one is complete, and
+        a rebuild that fails half-way leaves the old state in place.
+        """
         with write_transaction(self.engine, PROJECTION_LOCK) as conn:
             for projection in self.projections:
                 for model in projection.models:
                     conn.execute(delete(table(model)))
             conn.execute(delete(table(ProjectionCheckpoint)))
-        return self.catch_up()
+            applied = 0
+            while (done := self._apply_batch(conn, None)) > 0:
+                applied += done
+        return applied
