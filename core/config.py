@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import cached_property
+from functools import cached_property, lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -51,6 +51,7 @@ class Settings(BaseSettings):
         return self.resolved_home / "objects"
 
 
+@lru_cache(maxsize=1)  # reading package metadata costs a millisecond; it cannot change
 def strata_version() -> str:
     try:
         return version("strata")

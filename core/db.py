@@ -73,6 +73,12 @@ def write_transaction(engine: Engine, lock: int = APPEND_LOCK) -> Iterator[Conne
     with engine.connect() as conn:
         conn.execution_options(**{_WRITE: True})
         with conn.begin():
-            if not is_sqlite(conn):
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+            take_lock(conn, lock)
             yield conn
+
+
+def take_lock(conn: Connection, lock: int) -> None:
+    """Hold Strata's lock `lock` until the transaction ends (SQLite: the write lock is
+    already held by BEGIN IMMEDIATE; one lock serves every purpose)."""
+    if not is_sqlite(conn):
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})

@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
@@ -154,6 +155,7 @@ def set_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
     pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
 
 
+@lru_cache(maxsize=1)
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that shape a generated image, read without importing them."""
     versions: dict[str, str] = {}

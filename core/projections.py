@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, Executable, Table, delete, func, sele
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from strata.core.db import PROJECTION_LOCK, write_transaction
+from strata.core.db import PROJECTION_LOCK, take_lock, write_transaction
 from strata.core.event_types import (
     AssetDerived,
     AssetImported,
@@ -371,6 +371,15 @@ class ProjectionRunner:
             if done < BATCH:
                 return applied
 
+    def apply_pending(self, conn: Connection) -> int:
+        """Catch up inside the caller's write transaction (an append's): the projections
+        then commit together with the events they reflect."""
+        take_lock(conn, PROJECTION_LOCK)
+        applied = 0
+        while (done := self._apply_batch(conn, None)) > 0:
+            applied += done
+        return applied
+
     def _up_to_date(self, to_position: int | None) -> bool:
         with self.engine.connect() as conn:
             behind = min(self.checkpoints(conn).values())
@@ -420,7 +429,4 @@ class ProjectionRunner:
                 for model in projection.models:
                     conn.execute(delete(table(model)))
             conn.execute(delete(table(ProjectionCheckpoint)))
-            applied = 0
-            while (done := self._apply_batch(conn, None)) > 0:
-                applied += done
-        return applied
+            return self.apply_pending(conn)

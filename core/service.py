@@ -67,13 +67,21 @@ class Strata:
         meta: dict[str, Any] | None = None,
         within: Callable[[Connection, list[RecordedEvent]], None] | None = None,
     ) -> list[RecordedEvent]:
-        """Append typed events to `stream` and bring the projections up to date."""
+        """Append typed events to `stream`; the projections catch up in the same commit.
+
+        Inline projection means a reader never sees an event its projections lack, and an
+        event that a projection cannot take is refused instead of wedging every reader.
+        """
         full_meta = {**default_meta(), **(meta or {})}
         events = [NewEvent.of(p, full_meta) for p in payloads]
-        recorded = self.ledger.append(stream, events, expected_version, idempotency_key,
-                                      within)
-        self.store.projections.catch_up()
-        return recorded
+
+        def alongside(conn: Connection, appended: list[RecordedEvent]) -> None:
+            if within is not None:
+                within(conn, appended)
+            self.store.projections.apply_pending(conn)
+
+        return self.ledger.append(stream, events, expected_version, idempotency_key,
+                                  alongside)
 
     def add_file(
         self,
