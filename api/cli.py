@@ -14,6 +14,7 @@ from strata.api.app import app, err_console
 from strata.api.commands import assets, branches, curation, demo, jobs, models, store
 from strata.core.errors import StrataError
 
+# Importing a command module registers its commands on `app`; this names them all.
 COMMAND_MODULES = (store, assets, models, jobs, curation, branches, demo)
 
 
