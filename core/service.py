@@ -1,8 +1,8 @@
 """The application service: the one place the faces (CLI, HTTP, watchers) call into.
 
-It records events (appending, then catching the projections up inline), resolves the
-names users type (hash prefixes, event ids) and opens read views of the projections,
-either current or as they were at an earlier position of the log.
+It records events (the projections catch up in the same commit), resolves the names
+users type (hash prefixes, event ids) and opens read views of the projections, either
+current or as they were at an earlier position of the log.
 """
 
 from __future__ import annotations
