@@ -9,6 +9,7 @@ The current branch (`strata checkout`) is a local preference, like git's HEAD fi
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from strata.core import views
 from strata.core.errors import BranchNotFound, ConcurrencyError, InvalidInput
@@ -50,7 +51,7 @@ def _require(strata: Strata, name: str) -> dict:
 
 
 def advance(strata: Strata, name: str, head: str, job_id: str | None = None,
-            attempts: int = 5) -> RecordedEvent:
+            attempts: int = 5, meta: dict[str, Any] | None = None) -> RecordedEvent:
     """Move the head forward to `head` (a job's output), retrying if another move wins."""
     for _ in range(attempts):
         row = _require(strata, name)
@@ -58,7 +59,7 @@ def advance(strata: Strata, name: str, head: str, job_id: str | None = None,
         try:
             return strata.record(
                 stream(name), [payload], expected_version=row["version"],
-                idempotency_key=f"advance:{name}:{job_id}" if job_id else None,
+                idempotency_key=f"advance:{name}:{job_id}" if job_id else None, meta=meta,
             )[0]
         except ConcurrencyError:
             continue

@@ -36,6 +36,7 @@ class JobContext:
     worker: str
     on_progress: Progress | None = None
     interrupted: threading.Event = field(default_factory=threading.Event)
+    started_event_id: str | None = None  # the job.started of this attempt
 
     def progress(self, done: int, total: int) -> None:
         """Report a step; raises JobInterrupted if the job should stop now."""

@@ -28,7 +28,7 @@ def new_job_id() -> str:
 
 
 def request(strata: Strata, payload: JobRequest, idempotency_key: str | None = None,
-            ) -> RecordedEvent:
+            causation_id: str | None = None) -> RecordedEvent:
     """Record a `<layer>.requested` event; any worker serving the layer may take it."""
     if payload.branch is not None:
         with strata.view() as conn:
@@ -38,7 +38,9 @@ def request(strata: Strata, payload: JobRequest, idempotency_key: str | None = N
                     "`strata branch create` or request the job without one"
                 )
     return strata.record(stream(payload.job_id), [payload], expected_version=0,
-                         idempotency_key=idempotency_key)[0]
+                         idempotency_key=idempotency_key,
+                         meta={"correlation_id": payload.job_id,
+                               "causation_id": causation_id})[0]
 
 
 def get(strata: Strata, job_ref: str) -> dict:
@@ -64,7 +66,8 @@ def cancel(strata: Strata, job_ref: str, reason: str | None = None) -> RecordedE
         try:
             return strata.record(stream(row["job_id"]),
                                  [JobCancelled(job_id=row["job_id"], reason=reason)],
-                                 expected_version=row["stream_version"])[0]
+                                 expected_version=row["stream_version"],
+                                 meta={"correlation_id": row["job_id"]})[0]
         except ConcurrencyError:
             continue  # a worker moved the job on meanwhile; look again
     raise JobError(f"job {job_ref} kept changing while being cancelled; try again")

@@ -127,18 +127,20 @@ class Worker:
                                     "expires_at": expires},
                    keys=("job_id",), update_columns=("attempt", "worker", "expires_at"))
 
+        requested = self.strata.ledger.read_stream(stream(job_id))[0]
+        request = requested.payload
+        assert isinstance(request, JobRequest), f"job {job_id} has no typed request"
         started = JobStarted(job_id=job_id, attempt=attempt, worker=self.name,
                              lease_seconds=self.lease_seconds)
         try:
-            (event,) = self.strata.record(stream(job_id), [started],
-                                          expected_version=row["stream_version"],
-                                          within=take_lease,
-                                          meta={"worker": self.name})
+            (event,) = self.strata.record(
+                stream(job_id), [started], expected_version=row["stream_version"],
+                within=take_lease, meta=self._meta(job_id, requested.event_id),
+            )
         except ConcurrencyError:
             return None
-        request = self.strata.ledger.read_stream(stream(job_id))[0].payload
-        assert isinstance(request, JobRequest), f"job {job_id} has no typed request"
-        ctx = JobContext(job_id, attempt, request, self.strata, self.name, self.on_progress)
+        ctx = JobContext(job_id, attempt, request, self.strata, self.name, self.on_progress,
+                         started_event_id=event.event_id)
         return ctx, event.version
 
     # --- running --------------------------------------------------------------------------
@@ -167,7 +169,7 @@ class Worker:
             self.strata.record(stream(row["job_id"]), [failed],
                                expected_version=row["stream_version"],
                                within=self._release(row["job_id"]),
-                               meta={"worker": self.name})
+                               meta=self._meta(row["job_id"], None))
 
     def wait_for(self, job_id: str) -> dict[str, Any]:
         """Run the job here if it is free, else wait until whoever has it finishes it."""
@@ -214,7 +216,8 @@ class Worker:
 
     def _record_result(self, ctx: JobContext, version: int, result: JobCompleted,
                        executor: Executor) -> RecordedEvent | None:
-        meta = {"worker": self.name, "executor": f"{executor.layer}/{executor.version}"}
+        meta = {**self._meta(ctx.job_id, ctx.started_event_id),
+                "executor": f"{executor.layer}/{executor.version}"}
         try:
             (event,) = self.strata.record(stream(ctx.job_id), [result], expected_version=version,
                                           within=self._release(ctx.job_id), meta=meta)
@@ -223,7 +226,8 @@ class Worker:
         if ctx.request.branch and result.outputs:
             try:
                 branches.advance(self.strata, ctx.request.branch,
-                                 result.outputs[0].asset.digest, job_id=ctx.job_id)
+                                 result.outputs[0].asset.digest, job_id=ctx.job_id,
+                                 meta=self._meta(ctx.job_id, event.event_id))
             except StrataError as error:  # the result stands; the worker must go on
                 log.warning("job %s completed but branch %r did not advance: %s",
                             ctx.job_id, ctx.request.branch, error)
@@ -241,7 +245,7 @@ class Worker:
             message=str(error) or type(error).__name__, retryable=retry_at is not None,
             retry_at=retry_at,
         )
-        meta = {"worker": self.name}
+        meta = self._meta(ctx.job_id, ctx.started_event_id)
         if not expected:  # an unexpected error: keep the trace for whoever debugs it
             meta["traceback"] = "".join(traceback.format_exception(error))[-4000:]
         try:
@@ -250,6 +254,10 @@ class Worker:
         except ConcurrencyError:
             return None
         return event
+
+    def _meta(self, job_id: str, causation_id: str | None) -> dict[str, Any]:
+        """Who recorded it, what caused it, and the job that ties the story together."""
+        return {"worker": self.name, "correlation_id": job_id, "causation_id": causation_id}
 
     @staticmethod
     def _release(job_id: str) -> Callable[[Connection, list[RecordedEvent]], None]:

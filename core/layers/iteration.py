@@ -59,8 +59,11 @@ def parse_changes(settings: list[str]) -> list[Change]:
     return changes
 
 
-def _producing_job(strata: Strata, digest: str) -> tuple[JobRequest, dict[str, Any]]:
-    """The request of the job that produced `digest`, and that output's own facts."""
+def _producing_job(
+    strata: Strata, digest: str
+) -> tuple[JobRequest, dict[str, Any], str]:
+    """The request of the job that produced `digest`, that output's own facts, and the
+    event that recorded it."""
     from strata.core import jobs, views
 
     with strata.view() as conn:
@@ -76,7 +79,7 @@ def _producing_job(strata: Strata, digest: str) -> tuple[JobRequest, dict[str, A
                           if o.asset.digest == digest)
     if not isinstance(request, JobRequest):
         raise JobError(f"the request of job {asset['job_id']} is unknown to this version")
-    return request, output
+    return request, output, asset["created_event_id"]
 
 
 def iterate(strata: Strata, asset_ref: str, settings: list[str], seed: SeedMode = "keep",
@@ -86,7 +89,7 @@ def iterate(strata: Strata, asset_ref: str, settings: list[str], seed: SeedMode 
     from strata.core import jobs
 
     digest = strata.resolve_asset(asset_ref)
-    original, output = _producing_job(strata, digest)
+    original, output, produced_by = _producing_job(strata, digest)
     data = original.model_dump(mode="json")
     changes = parse_changes(settings)
     diff: dict[str, Any] = {}
@@ -114,7 +117,7 @@ def iterate(strata: Strata, asset_ref: str, settings: list[str], seed: SeedMode 
         request = type(original).model_validate(data)
     except ValidationError as error:
         raise InvalidInput(f"the adjusted request is invalid: {explain(error)}") from error
-    return jobs.request(strata, request)
+    return jobs.request(strata, request, causation_id=produced_by)
 
 
 def _seeds(original: GenerationRequested, output: dict[str, Any], changes: list[Change],

@@ -55,6 +55,11 @@ def test_generation_records_every_parameter_and_its_provenance(
     assert {"torch", "diffusers", "transformers", "strata", "python"} <= set(data["versions"])
     assert data["timings"]["total_s"] > 0
     assert completed.meta["executor"] == "generation/1" and "actor" in completed.meta
+    # Correlation ties the job's story together; causation says what led to each event.
+    assert {e.meta["correlation_id"] for e in (requested, started, completed)} == {
+        row["job_id"]}
+    assert started.meta["causation_id"] == requested.event_id
+    assert completed.meta["causation_id"] == started.event_id
 
     digest = row["outputs"][0]
     image = Image.open(io.BytesIO(tiny.blobs.read_bytes(digest)))
@@ -128,6 +133,8 @@ def test_iteration_reissues_with_the_diff_and_links_the_parent(
     assert event.data["changes"]["prompt"]["to"] == "a red fox, golden hour"
     assert event.data["seeds"] == [21]  # --seed keep: the chosen output's own seed
     assert event.data["parent"] == chosen
+    assert event.meta["causation_id"] == tiny.ledger.read_stream(
+        jobs.stream(batch["job_id"]))[-1].event_id  # the completion that made `chosen`
     row = worker.wait_for(event.data["job_id"])
     new = row["outputs"][0]
     with tiny.view() as conn:
