@@ -82,11 +82,18 @@ def summarize(event: RecordedEvent) -> str:
             short(i["digest"]) for i in data["output"]["inputs"])
     if "outputs" in data:
         return f"{len(data['outputs'])} output(s)"
-    if "digest" in data:
+    if "digest" in data and "name" not in data:
         return short(data["digest"]) + (f" {data['verdict']}" if "verdict" in data else "")
     if "name" in data:
-        return f"{data['name']} → {short(data.get('head'))}"
-    return ""
+        return f"{data['name']} → {short(data.get('head') or data.get('digest'))}"
+    if "prompt" in data:
+        return f"{len(data['seeds'])} x {data['prompt'][:32]!r}"
+    if "candidates" in data:
+        return f"{len(data['candidates'])} candidates"
+    if "attempt" in data:
+        failure = f" {data['error_class']}" if "error_class" in data else ""
+        return f"attempt {data['attempt']}{failure}"
+    return data.get("reason") or ""
 
 
 @app.command()
