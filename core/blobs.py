@@ -53,6 +53,10 @@ class BlobStore(ABC):
     def iter_digests(self) -> Iterator[str]:
         """Every complete blob in the store (never a temporary file)."""
 
+    def stale_temporary_files(self) -> list[Path]:
+        """Leftovers of ingests killed before their rename (never part of the store)."""
+        return []
+
     def ingest_path(self, path: Path) -> AssetInfo:
         if not path.is_file():
             raise InvalidInput(f"not a file: {path}")
@@ -166,7 +170,6 @@ class LocalBlobStore(BlobStore):
                     yield digest
 
     def stale_temporary_files(self) -> list[Path]:
-        """Leftovers of ingests that were killed before their rename; safe to delete."""
         return sorted(self.tmp.glob("*.part")) if self.tmp.is_dir() else []
 
     def copy_to(self, digest: str, destination: Path) -> None:

@@ -152,7 +152,7 @@ def set_scheduler(pipeline: DiffusionPipeline, name: str) -> None:
     if class_name is None:
         raise UnknownScheduler(name)
     scheduler_class = getattr(diffusers, class_name)
-    pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)
+    pipeline.scheduler = scheduler_class.from_config(pipeline.scheduler.config)  # type: ignore[attr-defined]  # set at run time
 
 
 @lru_cache(maxsize=1)
@@ -225,7 +225,7 @@ class PipelineCache:
             base = self._get_locked(path, device, dtype, "text2img")
             pipeline = _derive(base, kind)
         # Strata reports progress itself; diffusers' bars would garble its output.
-        pipeline.set_progress_bar_config(disable=True)
+        pipeline.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
         self._pipelines[key] = pipeline
         return pipeline
 

@@ -52,7 +52,7 @@ def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     staging.mkdir()
     try:
         with quiet_library_progress():
-            _build_pipeline(staging, seed).save_pretrained(staging, safe_serialization=True)
+            _build_pipeline(staging, seed).save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
         _fsync_tree(staging)
         try:
             # Replaces an empty folder, fails if another writer filled it in the meantime.

@@ -97,9 +97,10 @@ def branch_moves(conn: Connection, name: str) -> list[dict[str, Any]]:
 
 def counts(conn: Connection) -> dict[str, int]:
     """How many rows each projection holds, and where its checkpoint stands."""
-    result = {}
+    result: dict[str, int] = {}
     for model in (AssetRow, JobRow, BranchRow, SelectionRow, ReviewRow, FinalRow):
-        result[table(model).name] = conn.scalar(select(func.count()).select_from(table(model)))
+        count = conn.scalar(select(func.count()).select_from(table(model)))
+        result[table(model).name] = count or 0
     return result
 
 

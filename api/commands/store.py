@@ -69,7 +69,7 @@ def verify(
     for digest in report.corrupt_blobs:
         err_console.print(f"[red]corrupt blob[/] {digest}: its bytes no longer hash to it")
     checked = "" if quick else f", {report.blobs_checked} blobs re-hashed"
-    stale = getattr(strata.blobs, "stale_temporary_files", list)()
+    stale = strata.blobs.stale_temporary_files()
     if stale:
         console.print(f"note: {len(stale)} temporary file(s) left by interrupted ingests in "
                       f"{stale[0].parent} (never part of the store; safe to delete)")
