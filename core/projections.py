@@ -1,10 +1,11 @@
 """Projections: tables built only from events, each with its checkpoint (rule 3).
 
 Every projection is a function of the events it is shown, in position order. The runner
-catches each one up from its own checkpoint; `rebuild` empties the tables and replays the
-log from position 0, which must give exactly the state incremental updates gave. The same
-code replays the log into a private in-memory database to show the state as it was at an
-earlier position (time travel).
+catches each one up from its own checkpoint: inside every append's transaction
+(`apply_pending`), and before reads (`catch_up`, for events other processes appended).
+`rebuild` empties the tables and replays the log from position 0, which must give exactly
+the state incremental updates gave. The same code replays the log into a private
+in-memory database to show the state as it was at an earlier position (time travel).
 """
 
 from __future__ import annotations
