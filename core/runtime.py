@@ -186,7 +186,15 @@ class Worker:
         """Run jobs until `stop` is set (or, with `until_idle`, until none is left)."""
         done = 0
         while not stop.is_set():
-            if self.work_once():
+            try:
+                worked = self.work_once()
+            except SQLAlchemyError as error:
+                # The database went away for a moment: a daemon waits and tries again;
+                # any job it held is taken over once its lease runs out.
+                log.error("worker %s: database error, retrying: %s", self.name, error)
+                stop.wait(max(self.poll_seconds, 1.0))
+                continue
+            if worked:
                 done += 1
             elif until_idle:
                 return done
@@ -212,7 +220,10 @@ class Worker:
         finally:
             stop_heartbeat.set()
             heartbeat.join()
-        return self._record_result(ctx, started_version, result, executor)
+        try:
+            return self._record_result(ctx, started_version, result, executor)
+        except StrataError as error:  # a result the log refuses is the job's failure
+            return self._record_failure(ctx, started_version, error)
 
     def _record_result(self, ctx: JobContext, version: int, result: JobCompleted,
                        executor: Executor) -> RecordedEvent | None:

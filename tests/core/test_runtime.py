@@ -745,3 +745,55 @@ def test_an_abandoned_job_on_its_last_attempt_is_not_run_again(
     attempts = [e.data["attempt"] for e in job_events(strata, job_id) if e.type == "job.started"]
     assert max(attempts) <= 1
     assert jobs.get(strata, job_id)["status"] == "failed"
+
+
+# --- a result the log cannot hold ----------------------------------------------------------
+
+
+class Unrecordable(Executor):
+    """Does the work, then returns a result with a NaN in it (not canonical JSON)."""
+
+    layer: ClassVar[str] = "generation"
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+
+    def run(self, ctx: JobContext) -> JobCompleted:
+        result = self.inner.run(ctx)
+        timings = result.timings.model_copy(update={"total_s": float("nan")})  # type: ignore[attr-defined]
+        return result.model_copy(update={"timings": timings})
+
+
+def test_a_result_the_log_refuses_fails_the_job_and_the_worker_goes_on(
+    strata: Strata, tiny: str, executors: dict[str, Executor],
+) -> None:
+    broken = request(strata)
+    fine = request(strata, negative_prompt="fog")
+    worker = Worker(strata, {"generation": Unrecordable(executors["generation"])})
+    assert worker.work_once(broken)
+    failed = job_events(strata, broken)[-1]
+    assert failed.type == "job.failed"
+    assert failed.data["error_class"] == "InvalidInput"
+    assert "canonical JSON" in failed.data["message"]
+    assert jobs.get(strata, broken)["status"] == "failed"
+    assert Worker(strata, executors).work_once(fine)
+    assert jobs.get(strata, fine)["status"] == "completed"
+
+
+def test_a_serving_worker_survives_a_passing_database_error(
+    strata: Strata, executors: dict[str, Executor], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    worker = Worker(strata, executors, poll_seconds=0.01)
+    calls: list[int] = []
+
+    def unlucky_once(job_id: str | None = None) -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+        return False
+
+    monkeypatch.setattr(worker, "work_once", unlucky_once)
+    assert worker.serve(threading.Event(), until_idle=True) == 0
+    assert len(calls) == 2
