@@ -9,12 +9,11 @@ The current branch (`strata checkout`) is a local preference, like git's HEAD fi
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from strata.core import views
 from strata.core.errors import BranchNotFound, ConcurrencyError, InvalidInput
 from strata.core.event_types import BranchAdvanced, BranchCreated, BranchRolledBack
-from strata.core.events import RecordedEvent
+from strata.core.events import Payload, RecordedEvent
 from strata.core.service import Strata
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
@@ -50,20 +49,25 @@ def _require(strata: Strata, name: str) -> dict:
     return row
 
 
-def advance(strata: Strata, name: str, head: str, job_id: str | None = None,
-            attempts: int = 5, meta: dict[str, Any] | None = None) -> RecordedEvent:
-    """Move the head forward to `head` (a job's output), retrying if another move wins."""
+def advance_part(
+    strata: Strata, name: str, head: str, job_id: str | None = None
+) -> tuple[str, list[Payload], int]:
+    """The `branch.advanced` event moving the head to `head`, with the version the branch
+    stream must still be at: a part for `Strata.record_together`."""
+    row = _require(strata, name)
+    payload = BranchAdvanced(name=name, head=head, previous_head=row["head"], job_id=job_id)
+    return stream(name), [payload], row["version"]
+
+
+def advance(strata: Strata, name: str, head: str, attempts: int = 5) -> RecordedEvent:
+    """Move the head forward to `head`, from wherever another writer left it."""
     for _ in range(attempts):
-        row = _require(strata, name)
-        payload = BranchAdvanced(name=name, head=head, previous_head=row["head"], job_id=job_id)
+        part = advance_part(strata, name, head)
         try:
-            return strata.record(
-                stream(name), [payload], expected_version=row["version"],
-                idempotency_key=f"advance:{name}:{job_id}" if job_id else None, meta=meta,
-            )[0]
+            return strata.record_together([part])[0]
         except ConcurrencyError:
             continue
-    raise ConcurrencyError(stream(name), row["version"], strata.ledger.stream_version(stream(name)))
+    raise ConcurrencyError(stream(name), part[2], strata.ledger.stream_version(stream(name)))
 
 
 def rollback(strata: Strata, name: str, to: str, reason: str | None = None,

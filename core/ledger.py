@@ -27,6 +27,15 @@ _c = events_table.c
 ANY_VERSION = -1
 """Pass as expected_version to append without a concurrency check."""
 
+
+@dataclass(frozen=True)
+class StreamAppend:
+    """Events for one stream, and the version that stream must be at."""
+
+    stream: str
+    events: Sequence[NewEvent]
+    expected_version: int = ANY_VERSION
+
 READ_PAGE = 500
 
 
@@ -70,10 +79,9 @@ def envelope_json(
 
 def _seal(
     events: Sequence[NewEvent], stream: str, version: int, position: int, prev_hash: str,
-    idempotency_key: str | None,
+    idempotency_key: str | None, recorded_at: str,
 ) -> tuple[list[RecordedEvent], list[tuple]]:
     """Number, timestamp and chain a batch: its recorded events and their table rows."""
-    recorded_at = utc_now()
     # What a batch shares is serialised once: its stream, its time, usually its meta and
     # its event types.
     stream_json, recorded_json = canonical_json(stream), canonical_json(recorded_at)
@@ -191,10 +199,26 @@ class Ledger:
         the append's transaction, for state that must change together with the log (a
         job's lease is taken in the same commit as its `job.started`).
         """
-        if not events:
-            raise InvalidInput("nothing to append: the batch of events is empty")
-        if not stream or len(stream) > 200:
-            raise InvalidInput(f"invalid stream name {stream!r}")
+        return self.append_together([StreamAppend(stream, events, expected_version)],
+                                    idempotency_key, within)
+
+    def append_together(
+        self,
+        appends: Sequence[StreamAppend],
+        idempotency_key: str | None = None,
+        within: Callable[[Connection, list[RecordedEvent]], None] | None = None,
+    ) -> list[RecordedEvent]:
+        """Append to several streams in one transaction, each at its expected version:
+        all of it is recorded or none of it (a job's result and the branch move it
+        causes). A ConcurrencyError names the stream that was not where expected."""
+        events = [event for part in appends for event in part.events]
+        if not events or any(not part.events for part in appends):
+            raise InvalidInput("nothing to append: a batch of events is empty")
+        for part in appends:
+            if not part.stream or len(part.stream) > 200:
+                raise InvalidInput(f"invalid stream name {part.stream!r}")
+        if len({part.stream for part in appends}) != len(appends):
+            raise InvalidInput("one append names a stream twice; give its events together")
         for event in events:
             if not event.validated:
                 registry.validate(event)
@@ -204,22 +228,31 @@ class Ledger:
 
         with write_transaction(self.engine) as conn:
             if idempotency_key is not None:
-                earlier = self._recorded_for_key(conn, idempotency_key, stream, len(events))
+                earlier = self._recorded_for_key(conn, idempotency_key, appends[0].stream,
+                                                 len(events))
                 if earlier is not None:
                     return earlier
             # The hot path speaks to the driver directly: building SQLAlchemy statements
             # costs several times more CPU than the three statements themselves.
             cursor = conn.connection.cursor()
             sql = _driver_sql(conn)
-            cursor.execute(sql["current"], (stream,))
-            current = cursor.fetchone()[0]
-            if expected_version != ANY_VERSION and current != expected_version:
-                raise ConcurrencyError(stream, expected_version, current)
             cursor.execute(sql["last"])
             last = cursor.fetchone()
             position, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
-            recorded, rows = _seal(events, stream, current, position, prev_hash,
-                                   idempotency_key)
+            recorded: list[RecordedEvent] = []
+            rows: list[tuple] = []
+            recorded_at = utc_now()  # one commit, one time
+            for part in appends:
+                cursor.execute(sql["current"], (part.stream,))
+                current = cursor.fetchone()[0]
+                if part.expected_version not in (ANY_VERSION, current):
+                    raise ConcurrencyError(part.stream, part.expected_version, current)
+                sealed, part_rows = _seal(part.events, part.stream, current, position,
+                                          prev_hash, idempotency_key if not rows else None,
+                                          recorded_at)
+                recorded += sealed
+                rows += part_rows
+                position, prev_hash = sealed[-1].position, sealed[-1].hash
             try:
                 cursor.executemany(sql["insert"], rows)
             except conn.dialect.dbapi.IntegrityError as error:  # type: ignore[union-attr]
@@ -242,10 +275,11 @@ class Ledger:
             raise InvalidInput(
                 f"idempotency key {key!r} was already used for stream {first.stream!r}"
             )
+        # Appends are serialised, so the events of one append sit at consecutive positions.
         rows = conn.execute(
             select(events_table)
-            .where(_c.stream == stream, _c.version >= first.version)
-            .order_by(_c.version)
+            .where(_c.position >= first.position)
+            .order_by(_c.position)
             .limit(count)
         ).all()
         return [row_to_event(r) for r in rows]

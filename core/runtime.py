@@ -21,7 +21,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,8 +36,13 @@ from strata.core.errors import (
     RetryableError,
     StrataError,
 )
-from strata.core.event_types import JobCompleted, JobFailed, JobRequest, JobStarted
-from strata.core.events import RecordedEvent
+from strata.core.event_types import (
+    JobCompleted,
+    JobFailed,
+    JobRequest,
+    JobStarted,
+)
+from strata.core.events import Payload, RecordedEvent
 from strata.core.executor import Executor, JobContext, JobInterrupted, Progress
 from strata.core.jobs import stream
 from strata.core.projections import table, upsert
@@ -227,22 +232,33 @@ class Worker:
 
     def _record_result(self, ctx: JobContext, version: int, result: JobCompleted,
                        executor: Executor) -> RecordedEvent | None:
+        """Append the result, and the branch move it causes, in one commit."""
         meta = {**self._meta(ctx.job_id, ctx.started_event_id),
                 "executor": f"{executor.layer}/{executor.version}"}
-        try:
-            (event,) = self.strata.record(stream(ctx.job_id), [result], expected_version=version,
-                                          within=self._release(ctx.job_id), meta=meta)
-        except ConcurrencyError:
-            return None  # cancelled or taken over meanwhile: the other outcome stands
-        if ctx.request.branch and result.outputs:
+        for _ in range(10):
+            parts: list[tuple[str, Sequence[Payload], int]] = [
+                (stream(ctx.job_id), [result], version)]
+            move = self._branch_move(ctx, result)
+            if move is not None:
+                parts.append(move)
             try:
-                branches.advance(self.strata, ctx.request.branch,
-                                 result.outputs[0].asset.digest, job_id=ctx.job_id,
-                                 meta=self._meta(ctx.job_id, event.event_id))
-            except StrataError as error:  # the result stands; the worker must go on
-                log.warning("job %s completed but branch %r did not advance: %s",
-                            ctx.job_id, ctx.request.branch, error)
-        return event
+                return self.strata.record_together(
+                    parts, meta=meta, within=self._release(ctx.job_id))[0]
+            except ConcurrencyError as error:
+                if error.stream == stream(ctx.job_id):
+                    return None  # cancelled or taken over meanwhile: that outcome stands
+                # Someone else moved the branch in the meantime: move it from there.
+        raise ConcurrencyError(parts[-1][0], parts[-1][2],
+                               self.strata.ledger.stream_version(parts[-1][0]))
+
+    def _branch_move(
+        self, ctx: JobContext, result: JobCompleted
+    ) -> tuple[str, Sequence[Payload], int] | None:
+        """A job requested on a branch advances its head to the job's first output."""
+        if not (ctx.request.branch and result.outputs):
+            return None
+        return branches.advance_part(self.strata, ctx.request.branch,
+                                     result.outputs[0].asset.digest, ctx.job_id)
 
     def _record_failure(self, ctx: JobContext, version: int,
                         error: Exception) -> RecordedEvent | None:

@@ -29,7 +29,7 @@ from strata.core.event_types import (
     Role,
 )
 from strata.core.events import NewEvent, Payload, RecordedEvent
-from strata.core.ledger import ANY_VERSION
+from strata.core.ledger import ANY_VERSION, StreamAppend
 from strata.core.projections import ProjectionRunner, table
 from strata.core.schema import AssetRow, ProjectionCheckpoint, SQLModel
 from strata.core.store import Store
@@ -67,21 +67,33 @@ class Strata:
         meta: dict[str, Any] | None = None,
         within: Callable[[Connection, list[RecordedEvent]], None] | None = None,
     ) -> list[RecordedEvent]:
-        """Append typed events to `stream`; the projections catch up in the same commit.
+        """Append typed events to `stream`; the projections catch up in the same commit."""
+        return self.record_together([(stream, payloads, expected_version)], idempotency_key,
+                                    meta, within)
+
+    def record_together(
+        self,
+        parts: Sequence[tuple[str, Sequence[Payload], int]],
+        idempotency_key: str | None = None,
+        meta: dict[str, Any] | None = None,
+        within: Callable[[Connection, list[RecordedEvent]], None] | None = None,
+    ) -> list[RecordedEvent]:
+        """Append typed events to several streams in one commit, each at its expected
+        version (stream, payloads, expected_version); the projections catch up in it too.
 
         Inline projection means a reader never sees an event its projections lack, and an
         event that a projection cannot take is refused instead of wedging every reader.
         """
         full_meta = {**default_meta(), **(meta or {})}
-        events = [NewEvent.of(p, full_meta) for p in payloads]
+        appends = [StreamAppend(stream, [NewEvent.of(p, full_meta) for p in payloads], version)
+                   for stream, payloads, version in parts]
 
         def alongside(conn: Connection, appended: list[RecordedEvent]) -> None:
             if within is not None:
                 within(conn, appended)
             self.store.projections.apply_pending(conn)
 
-        return self.ledger.append(stream, events, expected_version, idempotency_key,
-                                  alongside)
+        return self.ledger.append_together(appends, idempotency_key, alongside)
 
     def add_file(
         self,

@@ -40,6 +40,17 @@ def create_branch(
     console.print(f"branch {name} created at {short(event.data['head'])}")
 
 
+@branch_app.command("advance")
+def advance_branch(
+    name: str,
+    asset: Annotated[str, typer.Argument(help="the new head, e.g. the candidate you picked")],
+) -> None:
+    """Move a branch's head forward to an asset (recorded as branch.advanced)."""
+    strata = open_strata()
+    event = branches.advance(strata, name, strata.resolve_asset(asset))
+    console.print(f"{name}: {short(event.data['previous_head'])} → {short(event.data['head'])}")
+
+
 @branch_app.command("log")
 def branch_log(name: str) -> None:
     """Every head the branch ever had, oldest first (rollbacks included)."""

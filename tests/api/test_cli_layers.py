@@ -72,7 +72,11 @@ def test_generate_select_iterate_diff_branch_review(cli: Cli) -> None:
 
     log = cli("branch", "log", "look").stdout
     assert log.count("advanced") == 2
-    cli("rollback", "--to", "~1", "--reason", "dusk is too dark")
+    moved = cli("branch", "advance", "look", outputs[2][7:19]).stdout
+    assert f"→ {outputs[2][7:19]}" in moved
+    cli("rollback", "--to", "~1", "--reason", "the third candidate is worse")
+    assert new[7:19] in cli("branch").stdout
+    cli("rollback", "--to", outputs[0][7:19], "--reason", "dusk is too dark")
     assert outputs[0][7:19] in cli("branch").stdout
     cli("review", outputs[0][7:19], "approve", "--note", "keep")
     cli("final", outputs[0][7:19])

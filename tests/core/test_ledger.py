@@ -198,3 +198,30 @@ def test_second_ledger_instance_sees_the_same_log(store: Store) -> None:
     other = Ledger(store.engine)
     other.append("a", [rated(2)], expected_version=1)
     assert store.ledger.stream_version("a") == 2
+
+
+def test_appends_to_several_streams_commit_together_or_not_at_all(store: Store) -> None:
+    from strata.core.ledger import StreamAppend
+
+    ledger = store.ledger
+    ledger.append("job", [rated(1)], expected_version=0)
+    ledger.append("branch", [rated(2)], expected_version=0)
+    recorded = ledger.append_together([
+        StreamAppend("job", [rated(3)], 1), StreamAppend("branch", [rated(4), rated(5)], 1),
+    ], idempotency_key="result-1")
+    assert [(e.stream, e.version, e.position) for e in recorded] == [
+        ("job", 2, 3), ("branch", 2, 4), ("branch", 3, 5)]
+    assert list(ledger.verify_chain()) == []
+    # A retry with the same key returns what was recorded, across both streams.
+    again = ledger.append_together([
+        StreamAppend("job", [rated(3)], 1), StreamAppend("branch", [rated(4), rated(5)], 1),
+    ], idempotency_key="result-1")
+    assert [e.event_id for e in again] == [e.event_id for e in recorded]
+    # The second stream moved on: nothing of the batch is written, and the error says where.
+    with pytest.raises(ConcurrencyError) as caught:
+        ledger.append_together([StreamAppend("job", [rated(6)], 2),
+                                StreamAppend("branch", [rated(7)], 2)])
+    assert caught.value.stream == "branch"
+    assert count_events(store) == 5 and ledger.stream_version("job") == 2
+    with pytest.raises(InvalidInput, match="names a stream twice"):
+        ledger.append_together([StreamAppend("job", [rated(8)]), StreamAppend("job", [rated(9)])])

@@ -60,6 +60,7 @@ from strata.core.service import Strata
 from strata.core.tiny_model import write_tiny_pipeline
 from strata.core.verify import verify
 from tests.conftest import settings_env
+from tests.helpers import png_bytes
 
 CHILD = Path(__file__).with_name("worker_child.py")
 START_TIMEOUT = 120.0  # a child imports torch and loads the model: seconds on a busy machine
@@ -685,6 +686,10 @@ def test_a_completed_job_advances_its_branch_and_a_failed_one_does_not(
     (advanced,) = strata.ledger.read_all(types=["branch.advanced"])
     assert advanced.data == {"name": "main", "head": outputs[0], "previous_head": None,
                              "job_id": first}
+    completed = job_events(strata, first)[-1]
+    # One commit: the result and the move it causes are recorded together or not at all.
+    assert (completed.position + 1, completed.recorded_at) == (
+        advanced.position, advanced.recorded_at)
 
     too_big = request(strata, width=128, height=128, branch="main")
     small_only = Worker(strata, {"generation": GenerationExecutor(pipelines, max_pixels=4096)})
@@ -699,6 +704,26 @@ def test_a_completed_job_advances_its_branch_and_a_failed_one_does_not(
     moves = [e.data for e in strata.ledger.read_all(types=["branch.advanced"])]
     assert [(m["previous_head"], m["job_id"]) for m in moves] == [(None, first),
                                                                    (outputs[0], second)]
+
+
+def test_a_result_moves_the_branch_from_wherever_another_writer_left_it(
+    strata: Strata, tiny: str, executors: dict[str, Executor], tmp_path: Path,
+) -> None:
+    picked = tmp_path / "picked.png"
+    picked.write_bytes(png_bytes(5))
+    elsewhere = strata.add_file(picked).data["asset"]["digest"]
+    branches.create(strata, "main")
+    job_id = request(strata, branch="main")
+    worker = Worker(strata, executors)
+    (row,) = worker.claimable(job_id)
+    claimed = worker.claim(row)
+    assert claimed is not None
+    branches.advance(strata, "main", elsewhere)  # someone moves the head while the job runs
+    assert worker.run("generation", *claimed) is not None
+    output = jobs.get(strata, job_id)["outputs"][0]
+    moves = [e.data for e in strata.ledger.read_all(types=["branch.advanced"])]
+    assert [(m["previous_head"], m["head"]) for m in moves] == [(None, elsewhere),
+                                                                 (elsewhere, output)]
 
 
 def test_a_job_on_a_missing_branch_is_refused_before_it_is_recorded(
