@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -61,9 +61,12 @@ class NewEvent:
         )
 
 
-@dataclass(frozen=True)
-class RecordedEvent:
-    """The envelope of an event as it stands in the log."""
+class RecordedEvent(NamedTuple):
+    """The envelope of an event as it stands in the log.
+
+    A named tuple rather than a frozen dataclass: as immutable, and several times cheaper
+    to build, which matters when a rebuild makes one per event of the log.
+    """
 
     position: int
     event_id: str
