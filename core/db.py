@@ -9,6 +9,7 @@ transaction-scoped advisory lock. Readers are never blocked by either.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -83,3 +84,11 @@ def take_lock(conn: Connection, lock: int) -> None:
     already held by BEGIN IMMEDIATE; one lock serves every purpose)."""
     if not is_sqlite(conn):
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock})
+
+
+def db_now(conn: Connection) -> float:
+    """Seconds since the epoch by the database's clock: the one clock every worker shares,
+    so leases and retry times do not depend on how well the workers' clocks agree."""
+    if is_sqlite(conn):
+        return time.time()  # an embedded store: every worker runs on this machine
+    return float(conn.execute(text("SELECT extract(epoch from clock_timestamp())")).scalar_one())

@@ -22,13 +22,14 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from strata.core import branches
+from strata.core.db import db_now
 from strata.core.errors import (
     ConcurrencyError,
     InvalidInput,
@@ -100,34 +101,35 @@ class Worker:
     def claimable(self, job_id: str | None = None) -> list[dict[str, Any]]:
         """Jobs of this worker's layers that are waiting, due for a retry, or abandoned."""
         jobs, leases = table(JobRow), table(JobLease)
-        now = datetime.now(UTC)
-        abandoned = and_(
-            jobs.c.status == "running",
-            or_(leases.c.expires_at.is_(None), leases.c.expires_at < now.timestamp()),
-        )
-        query = (
-            select(jobs)
-            .select_from(jobs.outerjoin(leases, leases.c.job_id == jobs.c.job_id))
-            .where(jobs.c.layer.in_(list(self.executors)))
-            .where(or_(
-                jobs.c.status == "requested",
-                and_(jobs.c.status == "retrying", jobs.c.retry_at <= utc_iso(now)),
-                abandoned,
-            ))
-            .order_by(jobs.c.requested_position)
-        )
-        if job_id is not None:
-            query = query.where(jobs.c.job_id == job_id)
         with self.strata.view() as conn:
+            now = db_now(conn)
+            abandoned = and_(
+                jobs.c.status == "running",
+                or_(leases.c.expires_at.is_(None), leases.c.expires_at < now),
+            )
+            due = utc_iso(datetime.fromtimestamp(now, UTC))
+            query = (
+                select(jobs)
+                .select_from(jobs.outerjoin(leases, leases.c.job_id == jobs.c.job_id))
+                .where(jobs.c.layer.in_(list(self.executors)))
+                .where(or_(
+                    jobs.c.status == "requested",
+                    and_(jobs.c.status == "retrying", jobs.c.retry_at <= due),
+                    abandoned,
+                ))
+                .order_by(jobs.c.requested_position)
+            )
+            if job_id is not None:
+                query = query.where(jobs.c.job_id == job_id)
             return [dict(r._mapping) for r in conn.execute(query.limit(50))]
 
     def claim(self, row: Mapping[str, Any]) -> tuple[JobContext, int] | None:
         """Append `job.started` and take the lease in one commit; None if someone was first."""
         attempt = row["attempts"] + 1
         job_id = row["job_id"]
-        expires = time.time() + self.lease_seconds
 
         def take_lease(conn: Connection, _events: list[RecordedEvent]) -> None:
+            expires = db_now(conn) + self.lease_seconds
             upsert(conn, JobLease, {"job_id": job_id, "attempt": attempt, "worker": self.name,
                                     "expires_at": expires},
                    keys=("job_id",), update_columns=("attempt", "worker", "expires_at"))
@@ -265,7 +267,8 @@ class Worker:
         retry_at = None
         if is_retryable(error) and ctx.attempt < ctx.request.max_attempts:
             delay = min(self.backoff_seconds * 2 ** (ctx.attempt - 1), self.max_backoff_seconds)
-            retry_at = utc_iso(datetime.now(UTC) + timedelta(seconds=delay))
+            with self.strata.store.engine.connect() as conn:
+                retry_at = utc_iso(datetime.fromtimestamp(db_now(conn) + delay, UTC))
         expected = isinstance(error, InvalidInput | ModelError)
         failed = JobFailed(
             job_id=ctx.job_id, attempt=ctx.attempt, error_class=type(error).__name__,
@@ -304,7 +307,7 @@ class Worker:
                         update(leases)
                         .where(leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
                                leases.c.worker == self.name)
-                        .values(expires_at=time.time() + self.lease_seconds)
+                        .values(expires_at=db_now(conn) + self.lease_seconds)
                     ).rowcount
                 version = self.strata.ledger.stream_version(stream(ctx.job_id))
             except SQLAlchemyError as error:
