@@ -822,3 +822,20 @@ def test_a_serving_worker_survives_a_passing_database_error(
     monkeypatch.setattr(worker, "work_once", unlucky_once)
     assert worker.serve(threading.Event(), until_idle=True) == 0
     assert len(calls) == 2
+
+
+def test_leases_run_on_the_database_clock_not_the_workers(
+    strata: Strata, tiny: str, executors: dict[str, Executor], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if strata.store.engine.dialect.name == "sqlite":
+        pytest.skip("an embedded SQLite store has one machine and one clock")
+    job_id = request(strata)
+    worker = Worker(strata, executors, lease_seconds=30)
+    real = time.time()
+    monkeypatch.setattr(time, "time", lambda: real + 3600)  # this worker's clock runs an hour fast
+    (row,) = worker.claimable(job_id)
+    assert worker.claim(row) is not None
+    monkeypatch.undo()
+    with strata.store.engine.connect() as conn:
+        expires = conn.execute(text("SELECT expires_at FROM job_leases")).scalar_one()
+    assert abs(expires - (real + 30)) < 10  # by the database's clock, not the skewed one
