@@ -12,6 +12,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -77,6 +78,17 @@ def write_transaction(engine: Engine, lock: int = APPEND_LOCK) -> Iterator[Conne
         with conn.begin():
             take_lock(conn, lock)
             yield conn
+
+
+@lru_cache(maxsize=64)
+def _in_paramstyle(sql: str, paramstyle: str) -> str:
+    return sql if paramstyle == "qmark" else sql.replace("?", "%s")
+
+
+def driver_sql(conn: Connection, sql: str) -> str:
+    """`sql` written with `?` placeholders, in the placeholders of `conn`'s driver (sqlite3
+    takes `?`, psycopg `%s`): for the hot paths that bypass SQLAlchemy's compiler."""
+    return _in_paramstyle(sql, conn.dialect.paramstyle)
 
 
 def take_lock(conn: Connection, lock: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from strata.core.canonical import canonical_json, sha256_hex
-from strata.core.db import write_transaction
+from strata.core.db import driver_sql, write_transaction
 from strata.core.errors import ConcurrencyError, DuplicateEvent, InvalidInput
 from strata.core.events import GENESIS_HASH, NewEvent, RecordedEvent, registry
 from strata.core.schema import EventRow
@@ -39,26 +39,26 @@ class StreamAppend:
 READ_PAGE = 500
 
 
+def utc_iso(moment: datetime) -> str:
+    """The one text form of a time in the log: UTC, microseconds, a trailing Z."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_iso(datetime.now(UTC))
 
 
 def chain_hash(prev_hash: str, event: RecordedEvent) -> str:
     return sha256_hex(prev_hash + canonical_json(event.envelope()))
 
 
-_SQL = {
-    "current": "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?",
-    "last": "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1",
-    "insert": "INSERT INTO events (position, event_id, stream, version, type, schema_version, "
+_CURRENT_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?"
+_LAST_EVENT_SQL = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+_INSERT_SQL = (
+    "INSERT INTO events (position, event_id, stream, version, type, schema_version, "
     "data, meta, recorded_at, prev_hash, hash, idempotency_key) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-}
-_SQL_FORMAT = {name: sql.replace("?", "%s") for name, sql in _SQL.items()}
-
-
-def _driver_sql(conn: Connection) -> dict[str, str]:
-    return _SQL if conn.dialect.paramstyle == "qmark" else _SQL_FORMAT
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def envelope_json(
@@ -150,10 +150,8 @@ def events_after(
     upper = to_position if to_position is not None else 2**62
     sql = (f"SELECT {_COLUMNS} FROM events WHERE position > ? AND position <= ? "
            "ORDER BY position LIMIT ?")
-    if conn.dialect.paramstyle != "qmark":
-        sql = sql.replace("?", "%s")
     cursor = conn.connection.cursor()
-    cursor.execute(sql, (position, upper, limit))
+    cursor.execute(driver_sql(conn, sql), (position, upper, limit))
     meta_cache: dict[str, Any] = {}
     return [row_to_event(row, meta_cache) for row in cursor.fetchall()]
 
@@ -235,15 +233,14 @@ class Ledger:
             # The hot path speaks to the driver directly: building SQLAlchemy statements
             # costs several times more CPU than the three statements themselves.
             cursor = conn.connection.cursor()
-            sql = _driver_sql(conn)
-            cursor.execute(sql["last"])
+            cursor.execute(driver_sql(conn, _LAST_EVENT_SQL))
             last = cursor.fetchone()
             position, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
             recorded: list[RecordedEvent] = []
             rows: list[tuple] = []
             recorded_at = utc_now()  # one commit, one time
             for part in appends:
-                cursor.execute(sql["current"], (part.stream,))
+                cursor.execute(driver_sql(conn, _CURRENT_VERSION_SQL), (part.stream,))
                 current = cursor.fetchone()[0]
                 if part.expected_version not in (ANY_VERSION, current):
                     raise ConcurrencyError(part.stream, part.expected_version, current)
@@ -254,7 +251,7 @@ class Ledger:
                 rows += part_rows
                 position, prev_hash = sealed[-1].position, sealed[-1].hash
             try:
-                cursor.executemany(sql["insert"], rows)
+                cursor.executemany(driver_sql(conn, _INSERT_SQL), rows)
             except conn.dialect.dbapi.IntegrityError as error:  # type: ignore[union-attr]
                 if "event_id" in str(error):
                     raise DuplicateEvent(

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Executable, Table, delete, func, sele
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from strata.core.db import PROJECTION_LOCK, take_lock, write_transaction
+from strata.core.db import PROJECTION_LOCK, driver_sql, take_lock, write_transaction
 from strata.core.event_types import (
     AssetDerived,
     AssetImported,
@@ -111,19 +111,17 @@ class Batch:
         for (model, keys), rows in self.pending.items():
             # Straight to the driver: SQLAlchemy's per-row parameter processing would
             # cost more than the inserts (rebuild speed rests on this).
-            sql, columns = _insert_or_ignore_sql(model, keys, conn.dialect.paramstyle)
-            cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+            sql, columns = _insert_or_ignore_sql(model, keys)
+            cursor.executemany(driver_sql(conn, sql),
+                               [tuple(row[c] for c in columns) for row in rows])
         self.pending.clear()
 
 
 @lru_cache(maxsize=32)
-def _insert_or_ignore_sql(
-    model: type, keys: tuple[str, ...], paramstyle: str
-) -> tuple[str, tuple[str, ...]]:
+def _insert_or_ignore_sql(model: type, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
     columns = tuple(c.name for c in table(model).columns)
-    marker = "?" if paramstyle == "qmark" else "%s"
     sql = (f"INSERT INTO {table(model).name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join([marker] * len(columns))}) "
+           f"VALUES ({', '.join(['?'] * len(columns))}) "
            f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
     return sql, columns
 

@@ -46,15 +46,12 @@ from strata.core.event_types import (
 from strata.core.events import Payload, RecordedEvent
 from strata.core.executor import Executor, JobContext, JobInterrupted, Progress
 from strata.core.jobs import stream
+from strata.core.ledger import utc_iso
 from strata.core.projections import table, upsert
 from strata.core.schema import JobLease, JobRow
 from strata.core.service import Strata
 
 log = logging.getLogger("strata.runtime")
-
-
-def utc_iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def is_retryable(error: BaseException) -> bool:
