@@ -31,11 +31,12 @@ def main() -> None:
 
     import torch
 
-    from strata.core import jobs, models
     from strata.core.config import Settings
     from strata.core.layers.generation import GenerationExecutor, build_request
-    from strata.core.pipelines import PipelineCache, set_scheduler
-    from strata.core.runtime import Worker
+    from strata.core.models import registry as models
+    from strata.core.models.pipelines import PipelineCache, set_scheduler
+    from strata.core.runtime import jobs
+    from strata.core.runtime.worker import Worker
     from strata.core.service import Strata
     from strata.core.store import Store
 

@@ -46,10 +46,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from strata.core import lineage
-from strata.core.canonical import canonical_json
 from strata.core.config import Settings
-from strata.core.event_types import (
+from strata.core.ledger.canonical import canonical_json
+from strata.core.ledger.event_types import (
     AssetDerived,
     AssetImported,
     AssetInfo,
@@ -61,9 +60,10 @@ from strata.core.event_types import (
     SelectionPicked,
     SelectionRated,
 )
-from strata.core.events import GENESIS_HASH, NewEvent, RecordedEvent
-from strata.core.ledger import chain_hash
-from strata.core.media import SNIFF_BYTES, inspect
+from strata.core.ledger.events import GENESIS_HASH, NewEvent, RecordedEvent
+from strata.core.ledger.log import chain_hash
+from strata.core.projections import lineage
+from strata.core.storage.media import SNIFF_BYTES, inspect
 from strata.core.store import Store
 
 META = {"actor": "bench", "host": "bench-host", "strata": "0.1.0"}
@@ -231,7 +231,7 @@ def stored_event(originator: uuid.UUID, version: int, new: NewEvent) -> Any:
 
     state = canonical_json({"data": new.data, "meta": new.meta}).encode()
     return StoredEvent(originator_id=originator, originator_version=version,
-                       topic="strata.core.event_types:AssetImported", state=state)
+                       topic="strata.core.ledger.event_types:AssetImported", state=state)
 
 
 @dataclass
@@ -683,7 +683,7 @@ def write_png(path: Path, width: int, height: int) -> None:
 
 def bench_blobs(root: Path, files: int, size_mb: int, png_side: tuple[int, int]) -> list[Row]:
     log(f"5. blob ingest: {files} files of {size_mb} MB of random bytes")
-    from strata.core.blobs import LocalBlobStore
+    from strata.core.storage.blobs import LocalBlobStore
 
     sources = root / "blob-sources"
     sources.mkdir()

@@ -10,14 +10,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from strata.core import branches, curation, jobs, models, views
+from strata.core.decisions import branches, curation
+from strata.core.decisions.iteration import iterate
 from strata.core.errors import JobError
-from strata.core.executor import Progress
 from strata.core.layers import build_executors
 from strata.core.layers.generation import build_request
-from strata.core.layers.iteration import iterate
 from strata.core.layers.selection import SelectionRequested
-from strata.core.runtime import Worker
+from strata.core.models import registry as models
+from strata.core.projections import views
+from strata.core.runtime import jobs
+from strata.core.runtime.executor import Progress
+from strata.core.runtime.worker import Worker
 from strata.core.service import Strata
 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting"

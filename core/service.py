@@ -18,9 +18,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from strata.core.config import strata_version
-from strata.core.db import memory_engine
 from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound, InvalidInput
-from strata.core.event_types import (
+from strata.core.ledger.event_types import (
     AssetDerived,
     AssetImported,
     ImportSource,
@@ -28,10 +27,11 @@ from strata.core.event_types import (
     ProducedAsset,
     Role,
 )
-from strata.core.events import NewEvent, Payload, RecordedEvent
-from strata.core.ledger import ANY_VERSION, StreamAppend
-from strata.core.projections import ProjectionRunner, table
-from strata.core.schema import AssetRow, ProjectionCheckpoint, SQLModel
+from strata.core.ledger.events import NewEvent, Payload, RecordedEvent
+from strata.core.ledger.log import ANY_VERSION, StreamAppend
+from strata.core.projections.runner import ProjectionRunner, table
+from strata.core.storage.db import memory_engine
+from strata.core.storage.schema import AssetRow, ProjectionCheckpoint, SQLModel
 from strata.core.store import Store
 
 HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from strata.core import migrate
-from strata.core.blobs import BlobStore, LocalBlobStore
 from strata.core.config import Settings
-from strata.core.db import make_engine
 from strata.core.errors import InvalidInput, StoreNotInitialised
-from strata.core.ledger import Ledger
-from strata.core.projections import ProjectionRunner
+from strata.core.ledger.log import Ledger
+from strata.core.projections.runner import ProjectionRunner
+from strata.core.storage import migrate
+from strata.core.storage.blobs import BlobStore, LocalBlobStore
+from strata.core.storage.db import make_engine
 
 
 def make_blob_store(settings: Settings) -> BlobStore:

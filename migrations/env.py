@@ -10,9 +10,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from strata.core import schema
 from strata.core.config import Settings
-from strata.core.db import make_engine
+from strata.core.storage import schema
+from strata.core.storage.db import make_engine
 
 target_metadata = schema.SQLModel.metadata
 

@@ -110,7 +110,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled tiny pipeline, written once per test run (nothing is downloaded)."""
-    from strata.core.tiny_model import write_tiny_pipeline
+    from strata.core.models.tiny import write_tiny_pipeline
 
     return write_tiny_pipeline(tmp_path_factory.mktemp("models") / "tiny")
 
@@ -118,7 +118,7 @@ def tiny_model_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def tiny(strata: Strata, tiny_model_folder: Path) -> Strata:
     """A store with the tiny model registered as "tiny"."""
-    from strata.core import models
+    from strata.core.models import registry as models
 
     models.register(strata, "tiny", tiny_model_folder)
     return strata

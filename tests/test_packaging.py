@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from strata.core import migrate
 from strata.core.config import Settings
-from strata.core.db import make_engine
 from strata.core.errors import StoreNotInitialised
+from strata.core.storage import migrate
+from strata.core.storage.db import make_engine
 from strata.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +34,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_ships_every_package_and_the_migrations(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("strata/core/ledger.py", "strata/core/layers/generation.py",
-                     "strata/api/cli.py", "strata/watchers/__init__.py",
+    for expected in ("strata/core/ledger/log.py", "strata/core/layers/generation.py",
+                     "strata/api/cli/main.py", "strata/api/cli/commands/assets.py", "strata/watchers/__init__.py",
                      "strata/migrations/env.py", "strata/migrations/script.py.mako",
                      "strata/migrations/versions/0001_the_event_log_projections_and_job_leases.py",
                      "strata/migrations/versions/0002_registered_models.py"):
@@ -50,7 +50,7 @@ def test_a_plain_install_migrates_a_new_store_without_a_checkout(
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                     str(target), str(wheel)], check=True, capture_output=True, timeout=300)
     probe = (
-        "import strata.core.migrate as m, strata.core.store as s, strata.core.config as c\n"
+        "import strata.core.storage.migrate as m, strata.core.store as s, strata.core.config as c\n"
         f"assert m.__file__.startswith({str(target)!r}), m.__file__\n"
         "store = s.Store.open(c.Settings(), create=True)\n"
         "print(m.current_revision(store.engine), m.head_revision())\n"

@@ -4,9 +4,9 @@ Importing this package registers every layer's event types, which readers and
 projections need before they can decode a layer's events.
 """
 
-from strata.core.executor import Executor
 from strata.core.layers import generation, selection
-from strata.core.pipelines import PipelineCache
+from strata.core.models.pipelines import PipelineCache
+from strata.core.runtime.executor import Executor
 
 EXECUTOR_LAYERS = ("generation", "selection")
 

@@ -21,15 +21,15 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from strata.core.config import strata_version
 from strata.core.errors import InvalidInput
-from strata.core.event_types import DIGEST_PATTERN, JobCompleted, JobRequest, ProducedAsset
-from strata.core.events import Payload, explain, registry
-from strata.core.executor import Executor, JobContext
-from strata.core.pipelines import SCHEDULERS
+from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest, ProducedAsset
+from strata.core.ledger.events import Payload, explain, registry
+from strata.core.models.pipelines import SCHEDULERS
+from strata.core.runtime.executor import Executor, JobContext
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from strata.core.pipelines import PipelineCache
+    from strata.core.models.pipelines import PipelineCache
     from strata.core.service import Strata
 
 MAX_SEED = 2**63 - 1
@@ -146,13 +146,13 @@ class GenerationExecutor(Executor):
     def run(self, ctx: JobContext) -> GenerationCompleted:
         import torch
 
-        from strata.core.models import model_digest
-        from strata.core.pipelines import (
+        from strata.core.models.pipelines import (
             choose_device,
             choose_dtype,
             library_versions,
             set_scheduler,
         )
+        from strata.core.models.registry import model_digest
 
         request = ctx.request
         assert isinstance(request, GenerationRequested)
@@ -248,7 +248,8 @@ def build_request(
 
     Everything is checked before anything is appended: a bad argument raises InvalidInput.
     """
-    from strata.core import jobs, models
+    from strata.core.models import registry as models
+    from strata.core.runtime import jobs
 
     if not 1 <= n <= 256:
         raise InvalidInput(f"--n must be between 1 and 256, not {n}")

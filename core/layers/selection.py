@@ -14,9 +14,9 @@ from typing import Annotated, ClassVar
 
 from pydantic import Field
 
-from strata.core.event_types import DIGEST_PATTERN, JobCompleted, JobRequest
-from strata.core.events import Payload, registry
-from strata.core.executor import Executor, JobContext
+from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest
+from strata.core.ledger.events import Payload, registry
+from strata.core.runtime.executor import Executor, JobContext
 
 
 @registry.register("selection.requested")
@@ -54,7 +54,11 @@ class SelectionExecutor(Executor):
     def run(self, ctx: JobContext) -> SelectionCompleted:
         from PIL import Image
 
-        from strata.core.quality import choose_representatives, cluster_near_duplicates, score_image
+        from strata.core.decisions.quality import (
+            choose_representatives,
+            cluster_near_duplicates,
+            score_image,
+        )
 
         request = ctx.request
         assert isinstance(request, SelectionRequested)

@@ -1,0 +1,62 @@
+"""Model commands: strata model add | tiny | list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from strata.api.cli.app import app, console, open_strata
+from strata.core.errors import InvalidInput
+
+model_app = typer.Typer(help="Register and list the models the executors load.",
+                        no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("add")
+def add_model(
+    name: Annotated[str, typer.Argument(help="the name requests will use")],
+    path: Annotated[
+        Path, typer.Argument(help="a diffusers model folder or single-file checkpoint")
+    ],
+) -> None:
+    """Register a local model; its identity is a digest of its weight files."""
+    from strata.core.models import registry as models
+
+    if not path.exists():
+        raise InvalidInput(f"no model folder or file at {path}")
+    with console.status(f"hashing the weights of {path}…"):
+        event = models.register(open_strata(), name, path)
+    console.print(f"model [bold]{name}[/] registered: {event.data['digest']}")
+
+
+@model_app.command("tiny")
+def tiny_model(
+    name: Annotated[str, typer.Argument(help="the name to register it under")] = "tiny",
+    seed: Annotated[int, typer.Option(help="seed of its random weights")] = 0,
+) -> None:
+    """Write the bundled tiny Stable-Diffusion-shaped pipeline (nothing is downloaded)."""
+    from strata.core.models import registry as models
+
+    with console.status("writing the tiny model…"):
+        event = models.write_tiny(open_strata(), name, seed)
+    console.print(f"model [bold]{name}[/] at {event.data['path']}: {event.data['digest']}")
+
+
+@model_app.command("list")
+def list_models() -> None:
+    """The registered models, where their files are and what their weights hash to."""
+    from strata.core.models import registry as models
+
+    strata = open_strata()
+    with strata.view() as conn:
+        rows = models.all_models(conn)
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "format", "digest", "path"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, row.format, row.digest[:19] + "…", row.path)
+    console.print(table)

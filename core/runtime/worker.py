@@ -1,0 +1,325 @@
+"""The executor runtime: workers claim jobs with a lease, run them, record one result.
+
+Executors subscribe to their layer's `*.requested` events through the jobs projection,
+which follows the log from its checkpoint. A worker claims a job by appending
+`job.started` at the job stream's expected version and, in the same transaction, taking
+a lease that its heartbeat thread keeps extending. A worker that dies stops
+heartbeating; once its lease expires another worker appends the next `job.started` and
+takes the job over. The result (`<layer>.completed` or `job.failed`) is appended at the
+version of the worker's own `job.started`, so a worker that lost its job, or a job that
+was cancelled meanwhile, can never record a second result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from strata.core.decisions import branches
+from strata.core.errors import (
+    ConcurrencyError,
+    InvalidInput,
+    ModelError,
+    RetryableError,
+    StrataError,
+)
+from strata.core.ledger.event_types import (
+    JobCompleted,
+    JobFailed,
+    JobRequest,
+    JobStarted,
+)
+from strata.core.ledger.events import Payload, RecordedEvent
+from strata.core.ledger.log import utc_iso
+from strata.core.projections.runner import table, upsert
+from strata.core.runtime.executor import Executor, JobContext, JobInterrupted, Progress
+from strata.core.runtime.jobs import stream
+from strata.core.service import Strata
+from strata.core.storage.db import db_now
+from strata.core.storage.schema import JobLease, JobRow
+
+log = logging.getLogger("strata.runtime")
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, RetryableError | TimeoutError | ConnectionError):
+        return True
+    # CUDA/MPS out-of-memory errors are worth another try once memory frees up.
+    return "OutOfMemory" in type(error).__name__
+
+
+def _max_attempts(row: Mapping[str, Any]) -> int:
+    return int(json.loads(row["request"]).get("max_attempts", 1))
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        strata: Strata,
+        executors: Mapping[str, Executor],
+        *,
+        name: str | None = None,
+        lease_seconds: float = 30.0,
+        poll_seconds: float = 0.5,
+        backoff_seconds: float = 2.0,
+        max_backoff_seconds: float = 300.0,
+        on_progress: Progress | None = None,
+    ) -> None:
+        if lease_seconds <= 0:
+            raise InvalidInput("the lease must be longer than 0 seconds")
+        self.strata = strata
+        self.executors = dict(executors)
+        self.name = name or default_worker_name()
+        self.lease_seconds = lease_seconds
+        self.poll_seconds = poll_seconds
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self.on_progress = on_progress
+
+    # --- finding and claiming -----------------------------------------------------------
+
+    def claimable(self, job_id: str | None = None) -> list[dict[str, Any]]:
+        """Jobs of this worker's layers that are waiting, due for a retry, or abandoned."""
+        jobs, leases = table(JobRow), table(JobLease)
+        with self.strata.view() as conn:
+            now = db_now(conn)
+            abandoned = and_(
+                jobs.c.status == "running",
+                or_(leases.c.expires_at.is_(None), leases.c.expires_at < now),
+            )
+            due = utc_iso(datetime.fromtimestamp(now, UTC))
+            query = (
+                select(jobs)
+                .select_from(jobs.outerjoin(leases, leases.c.job_id == jobs.c.job_id))
+                .where(jobs.c.layer.in_(list(self.executors)))
+                .where(or_(
+                    jobs.c.status == "requested",
+                    and_(jobs.c.status == "retrying", jobs.c.retry_at <= due),
+                    abandoned,
+                ))
+                .order_by(jobs.c.requested_position)
+            )
+            if job_id is not None:
+                query = query.where(jobs.c.job_id == job_id)
+            return [dict(r._mapping) for r in conn.execute(query.limit(50))]
+
+    def claim(self, row: Mapping[str, Any]) -> tuple[JobContext, int] | None:
+        """Append `job.started` and take the lease in one commit; None if someone was first."""
+        attempt = row["attempts"] + 1
+        job_id = row["job_id"]
+
+        def take_lease(conn: Connection, _events: list[RecordedEvent]) -> None:
+            expires = db_now(conn) + self.lease_seconds
+            upsert(conn, JobLease, {"job_id": job_id, "attempt": attempt, "worker": self.name,
+                                    "expires_at": expires},
+                   keys=("job_id",), update_columns=("attempt", "worker", "expires_at"))
+
+        requested = self.strata.ledger.read_stream(stream(job_id))[0]
+        request = requested.payload
+        assert isinstance(request, JobRequest), f"job {job_id} has no typed request"
+        started = JobStarted(job_id=job_id, attempt=attempt, worker=self.name,
+                             lease_seconds=self.lease_seconds)
+        try:
+            (event,) = self.strata.record(
+                stream(job_id), [started], expected_version=row["stream_version"],
+                within=take_lease, meta=self._meta(job_id, requested.event_id),
+            )
+        except ConcurrencyError:
+            return None
+        ctx = JobContext(job_id, attempt, request, self.strata, self.name, self.on_progress,
+                         started_event_id=event.event_id)
+        return ctx, event.version
+
+    # --- running --------------------------------------------------------------------------
+
+    def work_once(self, job_id: str | None = None) -> bool:
+        """Claim and run one job (optionally a given one); False if there was none to take."""
+        for row in self.claimable(job_id):
+            if row["status"] == "running" and row["attempts"] >= _max_attempts(row):
+                # Abandoned on its last attempt: a job that kills every worker that runs
+                # it (an out-of-memory kill, say) must not be retried for ever.
+                self._give_up(row)
+                continue
+            claimed = self.claim(row)
+            if claimed is not None:
+                self.run(row["layer"], *claimed)
+                return True
+        return False
+
+    def _give_up(self, row: Mapping[str, Any]) -> None:
+        failed = JobFailed(
+            job_id=row["job_id"], attempt=row["attempts"], error_class="WorkerLost",
+            message=f"the worker running attempt {row['attempts']} stopped heartbeating "
+                    "and no attempts are left",
+        )
+        with contextlib.suppress(ConcurrencyError):  # someone else settled it first
+            self.strata.record(stream(row["job_id"]), [failed],
+                               expected_version=row["stream_version"],
+                               within=self._release(row["job_id"]),
+                               meta=self._meta(row["job_id"], None))
+
+    def wait_for(self, job_id: str) -> dict[str, Any]:
+        """Run the job here if it is free, else wait until whoever has it finishes it."""
+        from strata.core.runtime.jobs import FINISHED, get
+
+        while True:
+            self.work_once(job_id)
+            row = get(self.strata, job_id)
+            if row["status"] in FINISHED:
+                return row
+            time.sleep(self.poll_seconds)
+
+    def serve(self, stop: threading.Event, until_idle: bool = False) -> int:
+        """Run jobs until `stop` is set (or, with `until_idle`, until none is left)."""
+        done = 0
+        while not stop.is_set():
+            try:
+                worked = self.work_once()
+            except SQLAlchemyError as error:
+                # The database went away for a moment: a daemon waits and tries again;
+                # any job it held is taken over once its lease runs out.
+                log.error("worker %s: database error, retrying: %s", self.name, error)
+                stop.wait(max(self.poll_seconds, 1.0))
+                continue
+            if worked:
+                done += 1
+            elif until_idle:
+                return done
+            else:
+                stop.wait(self.poll_seconds)
+        return done
+
+    def run(self, layer: str, ctx: JobContext, started_version: int) -> RecordedEvent | None:
+        executor = self.executors[layer]
+        stop_heartbeat = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(ctx, started_version, stop_heartbeat), daemon=True,
+            name=f"heartbeat-{ctx.job_id[:8]}",
+        )
+        heartbeat.start()
+        try:
+            result = executor.run(ctx)
+        except JobInterrupted:
+            self._drop_lease(ctx)
+            return None
+        except Exception as error:
+            return self._record_failure(ctx, started_version, error)
+        finally:
+            stop_heartbeat.set()
+            heartbeat.join()
+        try:
+            return self._record_result(ctx, started_version, result, executor)
+        except StrataError as error:  # a result the log refuses is the job's failure
+            return self._record_failure(ctx, started_version, error)
+
+    def _record_result(self, ctx: JobContext, version: int, result: JobCompleted,
+                       executor: Executor) -> RecordedEvent | None:
+        """Append the result, and the branch move it causes, in one commit."""
+        meta = {**self._meta(ctx.job_id, ctx.started_event_id),
+                "executor": f"{executor.layer}/{executor.version}"}
+        for _ in range(10):
+            parts: list[tuple[str, Sequence[Payload], int]] = [
+                (stream(ctx.job_id), [result], version)]
+            move = self._branch_move(ctx, result)
+            if move is not None:
+                parts.append(move)
+            try:
+                return self.strata.record_together(
+                    parts, meta=meta, within=self._release(ctx.job_id))[0]
+            except ConcurrencyError as error:
+                if error.stream == stream(ctx.job_id):
+                    return None  # cancelled or taken over meanwhile: that outcome stands
+                # Someone else moved the branch in the meantime: move it from there.
+        raise ConcurrencyError(parts[-1][0], parts[-1][2],
+                               self.strata.ledger.stream_version(parts[-1][0]))
+
+    def _branch_move(
+        self, ctx: JobContext, result: JobCompleted
+    ) -> tuple[str, Sequence[Payload], int] | None:
+        """A job requested on a branch advances its head to the job's first output."""
+        if not (ctx.request.branch and result.outputs):
+            return None
+        return branches.advance_part(self.strata, ctx.request.branch,
+                                     result.outputs[0].asset.digest, ctx.job_id)
+
+    def _record_failure(self, ctx: JobContext, version: int,
+                        error: Exception) -> RecordedEvent | None:
+        retry_at = None
+        if is_retryable(error) and ctx.attempt < ctx.request.max_attempts:
+            delay = min(self.backoff_seconds * 2 ** (ctx.attempt - 1), self.max_backoff_seconds)
+            with self.strata.store.engine.connect() as conn:
+                retry_at = utc_iso(datetime.fromtimestamp(db_now(conn) + delay, UTC))
+        expected = isinstance(error, InvalidInput | ModelError)
+        failed = JobFailed(
+            job_id=ctx.job_id, attempt=ctx.attempt, error_class=type(error).__name__,
+            message=str(error) or type(error).__name__, retryable=retry_at is not None,
+            retry_at=retry_at,
+        )
+        meta = self._meta(ctx.job_id, ctx.started_event_id)
+        if not expected:  # an unexpected error: keep the trace for whoever debugs it
+            meta["traceback"] = "".join(traceback.format_exception(error))[-4000:]
+        try:
+            (event,) = self.strata.record(stream(ctx.job_id), [failed], expected_version=version,
+                                          within=self._release(ctx.job_id), meta=meta)
+        except ConcurrencyError:
+            return None
+        return event
+
+    def _meta(self, job_id: str, causation_id: str | None) -> dict[str, Any]:
+        """Who recorded it, what caused it, and the job that ties the story together."""
+        return {"worker": self.name, "correlation_id": job_id, "causation_id": causation_id}
+
+    @staticmethod
+    def _release(job_id: str) -> Callable[[Connection, list[RecordedEvent]], None]:
+        def release(conn: Connection, _events: list[RecordedEvent]) -> None:
+            leases = table(JobLease)
+            conn.execute(delete(leases).where(leases.c.job_id == job_id))
+        return release
+
+    def _heartbeat(self, ctx: JobContext, started_version: int, stop: threading.Event) -> None:
+        """Extend the lease; flag the job interrupted if it was lost or cancelled."""
+        leases = table(JobLease)
+        interval = self.lease_seconds / 3
+        while not stop.wait(interval):
+            try:
+                with self.strata.store.engine.begin() as conn:
+                    kept = conn.execute(
+                        update(leases)
+                        .where(leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
+                               leases.c.worker == self.name)
+                        .values(expires_at=db_now(conn) + self.lease_seconds)
+                    ).rowcount
+                version = self.strata.ledger.stream_version(stream(ctx.job_id))
+            except SQLAlchemyError as error:
+                # A passing database hiccup: try again next beat; the lease has two more
+                # beats of slack before anyone may take the job over.
+                log.warning("heartbeat for job %s failed: %s", ctx.job_id, error)
+                continue
+            if not kept or version > started_version:
+                ctx.interrupted.set()
+                return
+
+    def _drop_lease(self, ctx: JobContext) -> None:
+        """Release the lease of an interrupted job, if it is still this worker's."""
+        leases = table(JobLease)
+        with self.strata.store.engine.begin() as conn:
+            conn.execute(delete(leases).where(
+                leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
+                leases.c.worker == self.name))
