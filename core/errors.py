@@ -97,3 +97,21 @@ class JobError(StrataError):
 class RetryableError(StrataError):
     """A failure worth another attempt (a flaky disk, a busy device): the job is retried
     with backoff until its attempts run out."""
+
+
+class ChainBroken(StrataError):
+    """The hash chain does not hold: an event was rewritten, removed or reordered."""
+
+    exit_code = 5
+
+
+class LogShortened(StrataError):
+    """The log is shorter than what was already seen of it: its newest events were deleted."""
+
+    exit_code = 5
+
+
+class StoreFromNewerVersion(StrataError):
+    """The store holds events or a schema that this version of Strata cannot read."""
+
+    exit_code = 6

@@ -29,7 +29,8 @@ from strata.core.ledger.event_types import (
 )
 from strata.core.ledger.events import NewEvent, Payload, RecordedEvent
 from strata.core.ledger.log import ANY_VERSION, StreamAppend
-from strata.core.projections.runner import ProjectionRunner, table
+from strata.core.projections.base import table
+from strata.core.projections.runner import CatchUpFirst, ProjectionRunner
 from strata.core.storage.db import memory_engine
 from strata.core.storage.schema import AssetRow, ProjectionCheckpoint, SQLModel
 from strata.core.store import Store
@@ -88,12 +89,25 @@ class Strata:
         appends = [StreamAppend(stream, [NewEvent.of(p, full_meta) for p in payloads], version)
                    for stream, payloads, version in parts]
 
+        inline = False
+
         def alongside(conn: Connection, appended: list[RecordedEvent]) -> None:
             if within is not None:
                 within(conn, appended)
-            self.store.projections.apply_pending(conn)
+            self.store.projections.apply_pending(conn, appended, far_behind_ok=inline)
 
-        return self.ledger.append_together(appends, idempotency_key, alongside)
+        attempts = 0
+        while True:
+            # If other writers keep the projections far behind, the third try catches up
+            # inside the append after all.
+            inline = attempts >= 2
+            try:
+                return self.ledger.append_together(appends, idempotency_key, alongside)
+            except CatchUpFirst:
+                # Far behind: catch up in batches that each commit on their own (running
+                # jobs keep their leases meanwhile), then append again.
+                self.store.projections.catch_up()
+                attempts += 1
 
     def add_file(
         self,
@@ -174,8 +188,10 @@ class Strata:
         # with the very projection code that built the current state.
         scratch = memory_engine()
         runner = self.store.projections
-        models = [m for p in runner.projections for m in p.models] + [ProjectionCheckpoint]
-        SQLModel.metadata.create_all(scratch, tables=[table(m) for m in models])
+        # Two projections may share a table (human decisions and automatic scores).
+        models = {m: None for p in runner.projections for m in p.models}
+        SQLModel.metadata.create_all(
+            scratch, tables=[table(m) for m in [*models, ProjectionCheckpoint]])
         ProjectionRunner(scratch, runner.projections, source=self.store.engine).catch_up(
             to_position=as_of
         )

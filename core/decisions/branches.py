@@ -13,6 +13,7 @@ import re
 from strata.core.errors import BranchNotFound, ConcurrencyError, InvalidInput
 from strata.core.ledger.event_types import BranchAdvanced, BranchCreated, BranchRolledBack
 from strata.core.ledger.events import Payload, RecordedEvent
+from strata.core.ledger.log import retry_on_conflict
 from strata.core.projections import views
 from strata.core.service import Strata
 
@@ -59,15 +60,10 @@ def advance_part(
     return stream(name), [payload], row["version"]
 
 
-def advance(strata: Strata, name: str, head: str, attempts: int = 5) -> RecordedEvent:
+def advance(strata: Strata, name: str, head: str) -> RecordedEvent:
     """Move the head forward to `head`, from wherever another writer left it."""
-    for _ in range(attempts):
-        part = advance_part(strata, name, head)
-        try:
-            return strata.record_together([part])[0]
-        except ConcurrencyError:
-            continue
-    raise ConcurrencyError(stream(name), part[2], strata.ledger.stream_version(stream(name)))
+    return retry_on_conflict(
+        lambda: strata.record_together([advance_part(strata, name, head)])[0])
 
 
 def rollback(strata: Strata, name: str, to: str, reason: str | None = None,
@@ -100,6 +96,11 @@ def rollback(strata: Strata, name: str, to: str, reason: str | None = None,
     payload = BranchRolledBack(name=name, head=target, previous_head=row["head"], reason=reason)
     version = row["version"] if expected_version is None else expected_version
     return strata.record(stream(name), [payload], expected_version=version)[0]
+
+
+def resolve(strata: Strata, given: str | None) -> str | None:
+    """The branch a request goes on: the one given, else the checked-out one (if any)."""
+    return given if given is not None else current(strata)
 
 
 def current(strata: Strata) -> str | None:

@@ -9,17 +9,14 @@ outputs), so the lineage graph shows every round of iteration.
 from __future__ import annotations
 
 import json
-import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
 from strata.core.errors import InvalidInput, JobError
-from strata.core.layers.generation import GenerationRequested
-from strata.core.ledger.event_types import JobCompleted, JobRequest
+from strata.core.ledger.event_types import BOOKKEEPING, JobCompleted, JobRequest, ProducedAsset
 from strata.core.ledger.events import explain
-from strata.core.provenance.recipe import BOOKKEEPING
 
 if TYPE_CHECKING:
     from strata.core.ledger.events import RecordedEvent
@@ -59,79 +56,69 @@ def parse_changes(settings: list[str]) -> list[Change]:
     return changes
 
 
-def _producing_job(
+def producing_job(
     strata: Strata, digest: str
-) -> tuple[JobRequest, dict[str, Any], str]:
-    """The request of the job that produced `digest`, that output's own facts, and the
-    event that recorded it."""
+) -> tuple[JobRequest, ProducedAsset, RecordedEvent]:
+    """The request of the job that produced `digest`, that output as its completion
+    recorded it, and the completion event."""
     from strata.core.projections import views
     from strata.core.runtime import jobs
 
     with strata.view() as conn:
         asset = views.asset_row(conn, digest)
     if asset is None or asset["job_id"] is None:
-        raise JobError(f"{digest[:19]}… was not produced by a Strata job; nothing to re-issue")
+        layer = asset["layer"] if asset else "unknown"
+        raise JobError(f"{digest[:19]}… was not produced by a Strata job (it was made by: "
+                       f"{layer}); there is no request to re-issue")
     events = strata.ledger.read_stream(jobs.stream(asset["job_id"]))
     request = events[0].payload
-    output: dict[str, Any] = {}
-    for event in events:
-        if isinstance(event.payload, JobCompleted):
-            output = next(o.model_dump() for o in event.payload.outputs
-                          if o.asset.digest == digest)
     if not isinstance(request, JobRequest):
-        raise JobError(f"the request of job {asset['job_id']} is unknown to this version")
-    return request, output, asset["created_event_id"]
+        raise JobError(f"the request of job {asset['job_id']} ({events[0].type}) is unknown "
+                       "to this version of Strata")
+    for event in events:
+        payload = event.payload
+        if isinstance(payload, JobCompleted):
+            for output in payload.outputs:
+                if output.asset.digest == digest:
+                    return request, output, event
+    raise JobError(f"job {asset['job_id']} has no completion that produced {digest[:19]}…")
 
 
 def iterate(strata: Strata, asset_ref: str, settings: list[str], seed: SeedMode = "keep",
             branch: str | None = None) -> RecordedEvent:
-    """Re-issue the request that produced the asset, adjusted; nothing is appended if the
-    adjusted request is invalid."""
+    """Re-issue the request that produced the asset, adjusted, on `branch` (default: the
+    original job's branch, else the current one); nothing is appended if the adjusted
+    request is invalid."""
+    from strata.core.decisions import branches
     from strata.core.runtime import jobs
 
     digest = strata.resolve_asset(asset_ref)
-    original, output, produced_by = _producing_job(strata, digest)
+    original, output, completed = producing_job(strata, digest)
     data = original.model_dump(mode="json")
-    changes = parse_changes(settings)
+    extra = original.iteration_settings
+    editable = sorted(set(data) - BOOKKEEPING) + list(extra)
     diff: dict[str, Any] = {}
-    seed_keys = ("n", "seed") if isinstance(original, GenerationRequested) else ()
-    editable = sorted(set(data) - BOOKKEEPING - {"seeds"}) + list(seed_keys)
-    for change in changes:
+    given: dict[str, Any] = {}
+    for change in parse_changes(settings):
         if change.key not in editable:
             raise InvalidInput(f"cannot set {change.key!r}; parameters: {', '.join(editable)}")
-        if change.key in seed_keys:
+        if change.key in extra:
+            given[change.key] = change.value
             continue
         if change.append and not isinstance(data[change.key], str | None):
             raise InvalidInput(f"{change.key}+= adds text, but {change.key} is not text")
         value = (data[change.key] or "") + str(change.value) if change.append else change.value
         diff[change.key] = {"from": data[change.key], "to": value}
         data[change.key] = value
-    if isinstance(original, GenerationRequested):
-        data["seeds"] = _seeds(original, output, changes, seed)
-        if data["seeds"] != original.seeds:
-            diff["seeds"] = {"from": original.seeds, "to": data["seeds"]}
+    before = dict(data)
+    data = original.reissued(data, given, output, fresh_seeds=seed == "new")
+    for key in sorted(set(data) | set(before)):
+        if data.get(key) != before.get(key):
+            diff[key] = {"from": before.get(key), "to": data.get(key)}
     data.update(job_id=jobs.new_job_id(), iterates=original.job_id, changes=diff,
-                branch=branch if branch is not None else original.branch)
-    if "parent" in type(original).model_fields:
-        data["parent"] = digest
+                branch=branches.resolve(strata, branch or original.branch), parent=digest)
     try:
         request = type(original).model_validate(data)
     except ValidationError as error:
         raise InvalidInput(f"the adjusted request is invalid: {explain(error)}") from error
-    return jobs.request(strata, request, causation_id=produced_by)
-
-
-def _seeds(original: GenerationRequested, output: dict[str, Any], changes: list[Change],
-           mode: SeedMode) -> list[int]:
-    given = {c.key: c.value for c in changes}
-    if "seed" in given:
-        base = int(given["seed"])
-    elif mode == "keep":
-        base = output.get("seed", original.seeds[0])
-    else:
-        base = secrets.randbelow(2**32)
-    count = int(given.get("n", 1 if mode == "keep" and "seed" not in given
-                          else len(original.seeds)))
-    if not 1 <= count <= 256:
-        raise InvalidInput(f"n must be between 1 and 256, not {count}")
-    return [base + i for i in range(count)]
+    return jobs.request(strata, request, causation_id=completed.event_id)

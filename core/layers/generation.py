@@ -9,9 +9,6 @@ the same request gives the same bytes, which is what reproducing an output relie
 
 from __future__ import annotations
 
-import io
-import json
-import platform
 import secrets
 import time
 from pathlib import Path
@@ -19,10 +16,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from strata.core.config import strata_version
+from strata.core import layers
 from strata.core.errors import InvalidInput
-from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest, ProducedAsset
-from strata.core.ledger.events import Payload, explain, registry
+from strata.core.ledger.event_types import JobRequest, ProducedAsset
+from strata.core.ledger.events import explain, registry
+from strata.core.models.diffusion import (
+    DiffusionCompleted,
+    ModelRef,
+    Timings,
+    encode_png,
+    run_versions,
+    scheduler_used,
+)
 from strata.core.models.pipelines import SCHEDULERS
 from strata.core.runtime.executor import Executor, JobContext
 
@@ -34,12 +39,6 @@ if TYPE_CHECKING:
 
 MAX_SEED = 2**63 - 1
 BATCH = 8  # images denoised together; bounds memory for large n
-
-
-class ModelRef(Payload):
-    name: str
-    path: str
-    digest: str = Field(pattern=DIGEST_PATTERN)
 
 
 @registry.register("generation.requested")
@@ -55,7 +54,35 @@ class GenerationRequested(JobRequest):
     model: ModelRef
     device: str | None = None
     dtype: str | None = None
-    parent: str | None = Field(default=None, pattern=DIGEST_PATTERN)  # the asset iterated on
+
+    iteration_settings: ClassVar[tuple[str, ...]] = ("n", "seed")
+
+    def summary(self) -> str:
+        seeds = f"seed {self.seeds[0]}" if len(self.seeds) == 1 else (
+            f"seeds {self.seeds[0]}…{self.seeds[-1]}")
+        return f"{len(self.seeds)} x {self.prompt[:40]!r}, {seeds}, {self.steps} steps"
+
+    def parameters(self, output: ProducedAsset | None = None) -> dict[str, Any]:
+        # One output's recipe names its own seed (in its params), not the batch's seeds.
+        return {k: v for k, v in super().parameters(output).items() if k != "seeds"}
+
+    def reissued(self, data: dict[str, Any], settings: dict[str, Any],
+                 output: ProducedAsset | None, fresh_seeds: bool) -> dict[str, Any]:
+        """Seeds of an iteration: `seed=N` starts there; otherwise the output's own seed
+        (or fresh ones); `n=K` asks for K seeds (default: one, or the batch's count when
+        the seeds are fresh)."""
+        if "seed" in settings:
+            base = _integer("seed", settings["seed"])
+        elif fresh_seeds:
+            base = secrets.randbelow(2**32)
+        else:
+            base = output.seed if output is not None and output.seed is not None else (
+                self.seeds[0])
+        keep_one = "seed" not in settings and not fresh_seeds
+        count = _integer("n", settings.get("n", 1 if keep_one else len(self.seeds)))
+        if not 1 <= count <= 256:
+            raise InvalidInput(f"n must be between 1 and 256, not {count}")
+        return {**data, "seeds": [base + i for i in range(count)]}
 
     @field_validator("width", "height")
     @classmethod
@@ -86,51 +113,25 @@ class GenerationRequested(JobRequest):
         return self
 
 
-class SchedulerUsed(Payload):
-    name: str
-    class_name: str
-    config: dict[str, Any]
-
-
-class Timings(Payload):
-    load_s: float
-    generate_s: float
-    store_s: float
-    total_s: float
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name} must be a whole number, not {value!r}")
+    return value
 
 
 @registry.register("generation.completed")
-class GenerationCompleted(JobCompleted):
-    model: ModelRef  # the digest of the weights actually loaded
-    scheduler: SchedulerUsed
-    device: str
-    dtype: str
-    versions: dict[str, str]
-    timings: Timings
+class GenerationCompleted(DiffusionCompleted):
+    pass
 
 
-def recipe_text(request: GenerationRequested, seed: int, digest: str) -> str:
-    """The generation parameters embedded in each PNG, so the file explains itself.
-
-    Deterministic (no times, no job ids), so the same request gives the same bytes.
-    """
-    recipe = {
+def recipe_of(request: GenerationRequested, seed: int, digest: str) -> dict[str, Any]:
+    """The generation parameters embedded in each PNG (deterministic: no times, no ids)."""
+    return {
         "prompt": request.prompt, "negative_prompt": request.negative_prompt, "seed": seed,
         "steps": request.steps, "cfg": request.cfg, "width": request.width,
         "height": request.height, "scheduler": request.scheduler,
         "model": request.model.name, "model_digest": digest,
     }
-    return json.dumps(recipe, sort_keys=True)
-
-
-def encode_png(image: Image.Image, recipe: str) -> bytes:
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("strata", recipe)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
 
 
 class GenerationExecutor(Executor):
@@ -146,12 +147,7 @@ class GenerationExecutor(Executor):
     def run(self, ctx: JobContext) -> GenerationCompleted:
         import torch
 
-        from strata.core.models.pipelines import (
-            choose_device,
-            choose_dtype,
-            library_versions,
-            set_scheduler,
-        )
+        from strata.core.models.pipelines import choose_device, choose_dtype, set_scheduler
         from strata.core.models.registry import model_digest
 
         request = ctx.request
@@ -198,28 +194,20 @@ class GenerationExecutor(Executor):
         generated = time.perf_counter()
 
         outputs = []
-        inputs = [{"digest": request.parent, "role": "parent"}] if request.parent else []
         for seed, image in zip(request.seeds, images, strict=True):
-            info = ctx.strata.blobs.ingest_bytes(encode_png(image, recipe_text(request, seed,
-                                                                               digest)))
-            outputs.append(ProducedAsset(asset=info, inputs=inputs, seed=seed,
-                                         params={"seed": seed}))
+            info = ctx.strata.blobs.ingest_bytes(encode_png(image, recipe_of(request, seed,
+                                                                             digest)))
+            outputs.append(ProducedAsset(asset=info, seed=seed, params={"seed": seed}))
         stored = time.perf_counter()
-        scheduler = pipeline.scheduler
-        versions = {**library_versions(), "python": platform.python_version(),
-                    "strata": strata_version()}
         return GenerationCompleted(
             job_id=ctx.job_id,
             operation="text-to-image",
             outputs=outputs,
             model=ModelRef(name=request.model.name, path=request.model.path, digest=digest),
-            scheduler=SchedulerUsed(name=request.scheduler,
-                                    class_name=SCHEDULERS[request.scheduler],
-                                    config=json.loads(json.dumps(dict(scheduler.config),
-                                                                 default=str))),
+            scheduler=scheduler_used(pipeline, request.scheduler),
             device=device,
             dtype=dtype,
-            versions=versions,
+            versions=run_versions(),
             timings=Timings(load_s=round(loaded - begin, 4),
                             generate_s=round(generated - loaded, 4),
                             store_s=round(stored - generated, 4),
@@ -267,3 +255,12 @@ def build_request(
         )
     except ValidationError as error:
         raise InvalidInput(f"invalid generation request: {explain(error)}") from error
+
+
+LAYER = layers.register(layers.Layer(
+    name="generation",
+    description="a prompt → a batch of candidate images, one per seed (diffusers text-to-image)",
+    requested=GenerationRequested,
+    completed=GenerationCompleted,
+    executor=lambda resources: GenerationExecutor(resources.pipelines, device=resources.device),
+))

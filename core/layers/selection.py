@@ -13,10 +13,14 @@ from __future__ import annotations
 from typing import Annotated, ClassVar
 
 from pydantic import Field
+from sqlalchemy import Connection
 
-from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest
-from strata.core.ledger.events import Payload, registry
+from strata.core import layers
+from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest, short
+from strata.core.ledger.events import Payload, RecordedEvent, registry
+from strata.core.projections.base import Batch, Projection, upsert
 from strata.core.runtime.executor import Executor, JobContext
+from strata.core.storage.schema import SelectionRow
 
 
 @registry.register("selection.requested")
@@ -27,6 +31,10 @@ class SelectionRequested(JobRequest):
     dedupe_distance: int = Field(default=6, ge=0, le=64)
     top: int | None = Field(default=None, ge=1)
     source_job: str | None = None  # the job whose outputs are the candidates, if any
+
+    def summary(self) -> str:
+        source = f" from job {self.source_job[:8]}" if self.source_job else ""
+        return f"{len(self.candidates)} candidates{source}, dedupe ≤ {self.dedupe_distance} bits"
 
 
 class Scored(Payload):
@@ -45,6 +53,10 @@ class SelectionCompleted(JobCompleted):
     chosen: list[str]
     dedupe_distance: int
     top: int | None
+
+    def summary(self) -> str:
+        best = f", best {short(self.chosen[0])}" if self.chosen else ""
+        return f"kept {len(self.chosen)} of {len(self.scored)}{best}"
 
 
 class SelectionExecutor(Executor):
@@ -95,3 +107,35 @@ def phash_of(image: object) -> str:
     import imagehash
 
     return str(imagehash.phash(image.convert("RGB")))  # type: ignore[attr-defined]
+
+
+class SelectionScoresProjection(Projection):
+    """Every candidate's latest automatic score, cluster and rank, beside the human
+    decisions in the same rows (each projection guards its own position column)."""
+
+    name = "selection-scores"
+    models = (SelectionRow,)
+    handles = (SelectionCompleted,)
+
+    def apply(
+        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
+    ) -> None:
+        if not isinstance(payload, SelectionCompleted):
+            return
+        rows = [{"digest": digest, "quality": facts.score, "cluster": facts.cluster,
+                 "rank": facts.rank, "scored_position": event.position, "updated_position": 0}
+                for digest, facts in payload.scored.items()]
+        if rows:
+            upsert(conn, SelectionRow, rows, keys=("digest",),
+                   update_columns=("quality", "cluster", "rank", "scored_position"),
+                   newer="scored_position")
+
+
+LAYER = layers.register(layers.Layer(
+    name="selection",
+    description="drop near-duplicates and rank candidates by the documented quality score",
+    requested=SelectionRequested,
+    completed=SelectionCompleted,
+    executor=lambda _resources: SelectionExecutor(),
+    projections=(SelectionScoresProjection(),),
+))

@@ -26,6 +26,13 @@ class Payload(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def summary(self) -> str:
+        """One line saying what matters about this event (`strata log`). Every payload
+        type says its own; this generic one names the fields that are set."""
+        fields = [f"{name}={value!r}" for name, value in self if value not in (None, [], {})]
+        line = ", ".join(fields)
+        return line if len(line) <= 80 else line[:79] + "…"
+
 
 @dataclass(frozen=True)
 class UnknownPayload:

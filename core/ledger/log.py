@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, Select, func, select
 
@@ -37,6 +37,19 @@ class StreamAppend:
     expected_version: int = ANY_VERSION
 
 READ_PAGE = 500
+T = TypeVar("T")
+
+
+def retry_on_conflict(attempt: Callable[[], T], tries: int = 5) -> T:
+    """Run `attempt` — which reads the state it appends against, then appends at that
+    version — again while another writer keeps getting there first; after `tries`
+    attempts the last ConcurrencyError propagates."""
+    for _ in range(tries - 1):
+        try:
+            return attempt()
+        except ConcurrencyError:
+            continue
+    return attempt()
 
 
 def utc_iso(moment: datetime) -> str:
@@ -56,8 +69,8 @@ _CURRENT_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM events WHERE strea
 _LAST_EVENT_SQL = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
 _INSERT_SQL = (
     "INSERT INTO events (position, event_id, stream, version, type, schema_version, "
-    "data, meta, recorded_at, prev_hash, hash, idempotency_key) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "data, meta, recorded_at, prev_hash, hash, idempotency_key, batch_size) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -79,9 +92,14 @@ def envelope_json(
 
 def _seal(
     events: Sequence[NewEvent], stream: str, version: int, position: int, prev_hash: str,
-    idempotency_key: str | None, recorded_at: str,
+    idempotency: tuple[str, int] | None, recorded_at: str,
 ) -> tuple[list[RecordedEvent], list[tuple]]:
-    """Number, timestamp and chain a batch: its recorded events and their table rows."""
+    """Number, timestamp and chain a batch: its recorded events and their table rows.
+
+    `idempotency` (key, size of the whole append) is stored on the first event, so that a
+    retry can be compared with exactly the events its key recorded.
+    """
+    key, size = idempotency if idempotency is not None else (None, None)
     # What a batch shares is serialised once: its stream, its time, usually its meta and
     # its event types.
     stream_json, recorded_json = canonical_json(stream), canonical_json(recorded_at)
@@ -107,7 +125,7 @@ def _seal(
         ))
         rows.append((position + offset, new.event_id, stream, version + offset, new.type,
                      new.schema, data_json, meta_json, recorded_at, prev_hash, digest,
-                     idempotency_key if offset == 1 else None))
+                     key if offset == 1 else None, size if offset == 1 else None))
         prev_hash = digest
     return recorded, rows
 
@@ -226,8 +244,7 @@ class Ledger:
 
         with write_transaction(self.engine) as conn:
             if idempotency_key is not None:
-                earlier = self._recorded_for_key(conn, idempotency_key, appends[0].stream,
-                                                 len(events))
+                earlier = self._recorded_for_key(conn, idempotency_key, appends)
                 if earlier is not None:
                     return earlier
             # The hot path speaks to the driver directly: building SQLAlchemy statements
@@ -245,7 +262,9 @@ class Ledger:
                 if part.expected_version not in (ANY_VERSION, current):
                     raise ConcurrencyError(part.stream, part.expected_version, current)
                 sealed, part_rows = _seal(part.events, part.stream, current, position,
-                                          prev_hash, idempotency_key if not rows else None,
+                                          prev_hash,
+                                          None if rows or idempotency_key is None
+                                          else (idempotency_key, len(events)),
                                           recorded_at)
                 recorded += sealed
                 rows += part_rows
@@ -263,23 +282,35 @@ class Ledger:
         return recorded
 
     def _recorded_for_key(
-        self, conn: Connection, key: str, stream: str, count: int
+        self, conn: Connection, key: str, appends: Sequence[StreamAppend]
     ) -> list[RecordedEvent] | None:
+        """The events an earlier append with `key` recorded, if the retry repeats exactly
+        that batch; None if the key is new. A key reused for other events is refused: a
+        retry must never be answered with another append's events."""
         first = conn.execute(select(events_table).where(_c.idempotency_key == key)).first()
         if first is None:
             return None
-        if first.stream != stream:
-            raise InvalidInput(
-                f"idempotency key {key!r} was already used for stream {first.stream!r}"
-            )
-        # Appends are serialised, so the events of one append sit at consecutive positions.
+        offered = [(part.stream, e.type, e.schema, canonical_json(e.data))
+                   for part in appends for e in part.events]
+        # Appends are serialised, so the events of one append sit at consecutive positions;
+        # stores written before batch sizes were recorded compare the offered count.
+        size = first.batch_size or len(offered)
         rows = conn.execute(
             select(events_table)
             .where(_c.position >= first.position)
             .order_by(_c.position)
-            .limit(count)
+            .limit(size)
         ).all()
-        return [row_to_event(r) for r in rows]
+        earlier = [row_to_event(r) for r in rows]
+        recorded = [(e.stream, e.type, e.schema, canonical_json(e.data)) for e in earlier]
+        if recorded != offered:
+            raise InvalidInput(
+                f"idempotency key {key!r} was already used at position {first.position} for "
+                f"a different batch ({len(recorded)} event(s): "
+                f"{', '.join(sorted({e.type for e in earlier}))} on {first.stream!r}); "
+                "a retry must repeat the same events — use a new key for new events"
+            )
+        return earlier
 
     # --- reading ----------------------------------------------------------------------
 
@@ -359,16 +390,33 @@ class Ledger:
         `observe` sees every event on the way, so a caller checking more than the chain
         (verify's blob references) reads the log once.
         """
-        prev_hash = GENESIS_HASH
-        expected_position = 1
+        walker = ChainWalker()
         for event in self.read_all():
             if observe is not None:
                 observe(event)
-            if event.position != expected_position:
-                yield ChainBreak(expected_position, f"position {expected_position} is missing")
-            if event.prev_hash != prev_hash:
-                yield ChainBreak(event.position, "prev_hash does not match the previous event")
-            if chain_hash(event.prev_hash, event) != event.hash:
-                yield ChainBreak(event.position, "hash does not match the event's contents")
-            prev_hash = event.hash
-            expected_position = event.position + 1
+            yield from walker.step(event)
+
+
+class ChainWalker:
+    """Follows the hash chain event by event from the genesis, naming every break: a
+    missing position, a link to the wrong previous event, contents that do not hash to
+    the recorded hash."""
+
+    def __init__(self) -> None:
+        self.prev_hash = GENESIS_HASH
+        self.expected_position = 1
+
+    def step(self, event: RecordedEvent) -> list[ChainBreak]:
+        breaks = []
+        if event.position != self.expected_position:
+            breaks.append(ChainBreak(self.expected_position,
+                                     f"position {self.expected_position} is missing"))
+        if event.prev_hash != self.prev_hash:
+            breaks.append(ChainBreak(event.position,
+                                     "prev_hash does not match the previous event"))
+        if chain_hash(event.prev_hash, event) != event.hash:
+            breaks.append(ChainBreak(event.position,
+                                     "hash does not match the event's contents"))
+        self.prev_hash = event.hash
+        self.expected_position = event.position + 1
+        return breaks

@@ -1,356 +1,94 @@
-"""Projections: tables built only from events, each with its checkpoint (rule 3).
+"""The projection runner: catches projections up with the log, and rebuilds them.
 
-Every projection is a function of the events it is shown, in position order. The runner
-catches each one up from its own checkpoint: inside every append's transaction
-(`apply_pending`), and before reads (`catch_up`, for events other processes appended).
-`rebuild` empties the tables and replays the log from position 0, which must give exactly
-the state incremental updates gave. The same code replays the log into a private
-in-memory database to show the state as it was at an earlier position (time travel).
+Every projection keeps its own checkpoint (the last position it applied) and moves it
+only forward. The runner catches projections up inside every append's transaction
+(`apply_pending`), so a reader never sees an event its projections lack, and before
+reads (`catch_up`, for events other processes appended), in batches that each commit on
+their own, so a projection far behind (new in this version, or with a lost checkpoint)
+never holds the write lock for its whole catch-up. `rebuild` empties the tables and
+replays the log from position 0, checking the hash chain as it goes; it must give
+exactly the state incremental updates gave. The same code replays the log into a private
+database to show the state as it was at an earlier position (time travel).
+
+The runner never moves a checkpoint past an event it cannot decode (a type or schema
+from a newer Strata, or a layer plug-in that is not loaded here): the projections stop
+just before it, reads still answer, and appends and rebuilds are refused.
 """
 
 from __future__ import annotations
 
-import json
-from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from functools import lru_cache
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Executable, Table, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, Engine, delete, func, select
 
-from strata.core.layers.selection import SelectionCompleted
-from strata.core.ledger.event_types import (
-    AssetDerived,
-    AssetImported,
-    AssetInfo,
-    BranchAdvanced,
-    BranchCreated,
-    BranchRolledBack,
-    FinalMarked,
-    JobCancelled,
-    JobCompleted,
-    JobFailed,
-    JobRequest,
-    JobStarted,
-    ModelRegistered,
-    ProducedAsset,
-    ReviewRecorded,
-    SelectionPicked,
-    SelectionRated,
-    SelectionRejected,
-)
-from strata.core.ledger.events import Payload, RecordedEvent, UnknownPayload
-from strata.core.ledger.log import events_after, events_table
-from strata.core.storage.db import PROJECTION_LOCK, driver_sql, take_lock, write_transaction
-from strata.core.storage.schema import (
-    AssetRow,
-    BranchMoveRow,
-    BranchRow,
-    DerivationRow,
-    FinalRow,
-    JobRow,
-    ModelRow,
-    ProjectionCheckpoint,
-    ReviewRow,
-    SelectionRow,
-)
+from strata.core.config import strata_version
+from strata.core.errors import ChainBroken, LogShortened, StoreFromNewerVersion
+from strata.core.ledger.events import RecordedEvent, UnknownPayload
+from strata.core.ledger.log import ChainWalker, events_after, events_table
+from strata.core.projections.base import Batch, Projection, table, upsert
+from strata.core.storage.db import PROJECTION_LOCK, take_lock, write_transaction
+from strata.core.storage.schema import ProjectionCheckpoint
 
 BATCH = 2000
 
 
-def table(model: type) -> Table:
-    return model.__table__  # type: ignore[attr-defined, no-any-return]
+class CatchUpFirst(Exception):
+    """The projections are too far behind to catch up inside an append's write lock:
+    roll the append back, catch up in batches, and append again."""
 
 
-@lru_cache(maxsize=256)
-def _upsert_statement(
-    dialect: str, model: type, keys: tuple[str, ...], update_columns: tuple[str, ...] | None
-) -> Executable:
-    # Built once and executed with parameters: building a statement per row costs far
-    # more than running it.
-    insert = sqlite_insert if dialect == "sqlite" else pg_insert
-    statement = insert(table(model))
-    if update_columns is None:
-        return statement.on_conflict_do_nothing(index_elements=list(keys))
-    return statement.on_conflict_do_update(
-        index_elements=list(keys), set_={c: statement.excluded[c] for c in update_columns}
+@dataclass(frozen=True)
+class ProjectionState:
+    """Where the projections stand against the log, and why they stop short if they do."""
+
+    head: int
+    checkpoints: dict[str, int]
+    stopped_before: RecordedEvent | None  # the first event this version cannot decode
+
+    @property
+    def seen(self) -> int:
+        return max(self.checkpoints.values(), default=0)
+
+    @property
+    def lagging(self) -> dict[str, int]:
+        return {name: p for name, p in self.checkpoints.items() if p < self.head}
+
+    @property
+    def problem(self) -> str | None:
+        """Why the projections do not reflect the whole log, in words; None if they do."""
+        if self.seen > self.head:
+            return str(log_shortened(self.head, self.seen))
+        if self.stopped_before is not None:
+            return str(newer_event(self.stopped_before))
+        return None
+
+
+def newer_event(event: RecordedEvent) -> StoreFromNewerVersion:
+    return StoreFromNewerVersion(
+        f"the projections stop before position {event.position}: its event type "
+        f"{event.type!r} (schema {event.schema}) is unknown to this Strata "
+        f"({strata_version()}) — written by a newer version, or by a layer plug-in that "
+        "is not loaded here; upgrade Strata on this machine (or install the plug-in). "
+        "Reads still answer up to that position; appends and rebuilds are refused."
     )
 
 
-def upsert(
-    conn: Connection, model: type, values: dict[str, Any] | list[dict[str, Any]],
-    keys: Iterable[str], update_columns: Iterable[str] | None = None,
-) -> None:
-    """INSERT, or on a key conflict update `update_columns` (None: keep the existing row).
-
-    A list of rows runs as one executemany, in order.
-    """
-    statement = _upsert_statement(conn.dialect.name, model, tuple(keys),
-                                  None if update_columns is None else tuple(update_columns))
-    conn.execute(statement, values)
-
-
-class Batch:
-    """Rows that only ever get inserted-or-ignored, queued and written together.
-
-    Safe for tables that one projection alone writes with insert-or-ignore (assets,
-    derivations): running them in order at the end of the batch gives the same rows as
-    running them one by one, since the first insert of a key wins either way.
-    """
-
-    def __init__(self) -> None:
-        self.pending: dict[tuple[type, tuple[str, ...]], list[dict[str, Any]]] = {}
-
-    def insert_or_ignore(self, model: type, row: dict[str, Any], keys: tuple[str, ...]) -> None:
-        self.pending.setdefault((model, keys), []).append(row)
-
-    def flush(self, conn: Connection) -> None:
-        cursor = conn.connection.cursor()
-        for (model, keys), rows in self.pending.items():
-            # Straight to the driver: SQLAlchemy's per-row parameter processing would
-            # cost more than the inserts (rebuild speed rests on this).
-            sql, columns = _insert_or_ignore_sql(model, keys)
-            cursor.executemany(driver_sql(conn, sql),
-                               [tuple(row[c] for c in columns) for row in rows])
-        self.pending.clear()
-
-
-@lru_cache(maxsize=32)
-def _insert_or_ignore_sql(model: type, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    columns = tuple(c.name for c in table(model).columns)
-    sql = (f"INSERT INTO {table(model).name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join(['?'] * len(columns))}) "
-           f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
-    return sql, columns
-
-
-class Projection(ABC):
-    name: str
-    models: tuple[type, ...]
-    handles: tuple[type[Payload], ...]  # payload classes (and their subclasses) it applies
-
-    @abstractmethod
-    def apply(
-        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
-    ) -> None: ...
-
-
-class LineageProjection(Projection):
-    """Assets and the derivation edges between them."""
-
-    name = "lineage"
-    models = (AssetRow, DerivationRow)
-    handles = (AssetImported, AssetDerived, JobCompleted)
-
-    def apply(
-        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
-    ) -> None:
-        if isinstance(payload, AssetImported):
-            self._asset(batch, event, payload.asset, "import", None, payload.source.name)
-        elif isinstance(payload, AssetDerived):
-            self._produced(batch, event, payload.output, "external", payload.operation, None,
-                           payload.source.name)
-        elif isinstance(payload, JobCompleted):
-            layer = event.type.split(".", 1)[0]
-            for output in payload.outputs:
-                self._produced(batch, event, output, layer, payload.operation, payload.job_id)
-
-    def _produced(
-        self, batch: Batch, event: RecordedEvent, output: ProducedAsset, layer: str,
-        operation: str, job_id: str | None, label: str | None = None,
-    ) -> None:
-        self._asset(batch, event, output.asset, layer, job_id, label)
-        for source in output.inputs:
-            if source.digest == output.asset.digest:
-                continue  # saved unchanged: an asset is not its own ancestor
-            batch.insert_or_ignore(DerivationRow, {
-                "output_digest": output.asset.digest,
-                "input_digest": source.digest,
-                "role": source.role,
-                "event_position": event.position,
-                "event_id": event.event_id,
-                "layer": layer,
-                "operation": operation,
-            }, keys=("output_digest", "input_digest", "role"))
-
-    def _asset(
-        self, batch: Batch, event: RecordedEvent, asset: AssetInfo, layer: str,
-        job_id: str | None, label: str | None,
-    ) -> None:
-        # The first event that mentions an asset is the one that made it; later imports
-        # of the same bytes add nothing to the asset itself.
-        batch.insert_or_ignore(AssetRow, {
-            **asset.model_dump(),
-            "label": label,
-            "layer": layer,
-            "job_id": job_id,
-            "created_position": event.position,
-            "created_event_id": event.event_id,
-        }, keys=("digest",))
-
-
-class JobsProjection(Projection):
-    name = "jobs"
-    models = (JobRow,)
-    handles = (JobRequest, JobStarted, JobCompleted, JobFailed, JobCancelled)
-
-    def apply(
-        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
-    ) -> None:
-        jobs = table(JobRow)
-        changes: dict[str, Any]
-        if isinstance(payload, JobRequest):
-            # A job id requested twice (on another stream) cannot be undone in the log;
-            # the first request stands and the projection must not wedge on the second.
-            upsert(conn, JobRow, dict(
-                job_id=payload.job_id,
-                layer=event.type.split(".", 1)[0],
-                status="requested",
-                stream_version=event.version,
-                request=json.dumps(event.data, sort_keys=True),
-                branch=payload.branch,
-                iterates_job=payload.iterates,
-                attempts=0,
-                requested_position=event.position,
-                updated_position=event.position,
-            ), keys=("job_id",))
-            return
-        if isinstance(payload, JobStarted):
-            changes = {"status": "running", "attempts": payload.attempt,
-                       "worker": payload.worker, "retry_at": None}
-        elif isinstance(payload, JobCompleted):
-            changes = {"status": "completed", "worker": None, "outputs": json.dumps(
-                [o.asset.digest for o in payload.outputs])}
-        elif isinstance(payload, JobFailed):
-            changes = {
-                "status": "retrying" if payload.retry_at else "failed",
-                "retry_at": payload.retry_at,
-                "error_class": payload.error_class,
-                "error_message": payload.message,
-                "worker": None,
-            }
-        elif isinstance(payload, JobCancelled):
-            changes = {"status": "cancelled", "worker": None, "retry_at": None}
-        else:
-            return
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.job_id == payload.job_id)
-            .values(stream_version=event.version, updated_position=event.position, **changes)
-        )
-
-
-class BranchesProjection(Projection):
-    name = "branches"
-    models = (BranchRow, BranchMoveRow)
-    handles = (BranchCreated, BranchAdvanced, BranchRolledBack)
-
-    def apply(
-        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
-    ) -> None:
-        if isinstance(payload, BranchCreated):
-            exists = conn.scalar(select(table(BranchRow).c.name)
-                                 .where(table(BranchRow).c.name == payload.name))
-            if exists:  # created again outside its stream: the first creation stands
-                return
-            conn.execute(table(BranchRow).insert().values(
-                name=payload.name, head=payload.head, version=event.version,
-                created_position=event.position, updated_position=event.position,
-            ))
-            self._move(conn, event, payload.name, "created", payload.head, None, None)
-        elif isinstance(payload, BranchAdvanced | BranchRolledBack):
-            branches = table(BranchRow)
-            conn.execute(
-                update(branches)
-                .where(branches.c.name == payload.name)
-                .values(head=payload.head, version=event.version,
-                        updated_position=event.position)
-            )
-            action = "advanced" if isinstance(payload, BranchAdvanced) else "rolled_back"
-            reason = payload.reason if isinstance(payload, BranchRolledBack) else None
-            self._move(conn, event, payload.name, action, payload.head, payload.previous_head,
-                       reason)
-
-    def _move(
-        self, conn: Connection, event: RecordedEvent, branch: str, action: str,
-        head: str | None, previous: str | None, reason: str | None,
-    ) -> None:
-        conn.execute(table(BranchMoveRow).insert().values(
-            branch=branch, position=event.position, action=action, head=head,
-            previous_head=previous, reason=reason, recorded_at=event.recorded_at,
-        ))
-
-
-class CurationProjection(Projection):
-    """Human and automatic decisions: selections, ratings, reviews, finals."""
-
-    name = "curation"
-    models = (SelectionRow, ReviewRow, FinalRow)
-    handles = (SelectionPicked, SelectionRejected, SelectionRated, ReviewRecorded,
-               FinalMarked, SelectionCompleted)
-
-    def apply(
-        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
-    ) -> None:
-        if isinstance(payload, SelectionPicked | SelectionRejected):
-            decision = "picked" if isinstance(payload, SelectionPicked) else "rejected"
-            self._selection(conn, event, payload.digest, decision=decision, note=payload.note)
-        elif isinstance(payload, SelectionRated):
-            self._selection(conn, event, payload.digest, rating=payload.rating,
-                            note=payload.note)
-        elif isinstance(payload, ReviewRecorded):
-            upsert(conn, ReviewRow, {"digest": payload.digest, "verdict": payload.verdict,
-                                     "note": payload.note, "position": event.position},
-                   keys=("digest",), update_columns=("verdict", "note", "position"))
-        elif isinstance(payload, FinalMarked):
-            upsert(conn, FinalRow, {"digest": payload.digest, "note": payload.note,
-                                    "position": event.position},
-                   keys=("digest",), update_columns=("note", "position"))
-        elif isinstance(payload, SelectionCompleted):
-            for digest, facts in payload.scored.items():
-                self._selection(conn, event, digest, quality=facts.score,
-                                cluster=facts.cluster, rank=facts.rank)
-
-    def _selection(self, conn: Connection, event: RecordedEvent, digest: str,
-                   **changes: Any) -> None:
-        values = {"digest": digest, "updated_position": event.position, **changes}
-        upsert(conn, SelectionRow, values, keys=("digest",),
-               update_columns=[k for k in values if k != "digest"])
-
-
-class ModelsProjection(Projection):
-    name = "models"
-    models = (ModelRow,)
-    handles = (ModelRegistered,)
-
-    def apply(
-        self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
-    ) -> None:
-        if isinstance(payload, ModelRegistered):
-            # Registering a name again points it at new files; the old event stays.
-            upsert(conn, ModelRow, {**payload.model_dump(), "position": event.position},
-                   keys=("name",), update_columns=("path", "digest", "format", "position"))
-
-
-ALL_PROJECTIONS: tuple[Projection, ...] = (
-    LineageProjection(),
-    JobsProjection(),
-    BranchesProjection(),
-    CurationProjection(),
-    ModelsProjection(),
-)
+def log_shortened(head: int, seen: int) -> LogShortened:
+    return LogShortened(
+        f"the log ends at position {head}, but the projections have seen position {seen}: "
+        "the newest events were deleted from the database. Restore the database from a "
+        "backup (and check it with `strata verify --checkpoint`); nothing more is recorded "
+        "until then"
+    )
 
 
 class ProjectionRunner:
-    """Catches projections up with the log, and rebuilds them from scratch."""
-
-    def __init__(self, engine: Engine, projections: tuple[Projection, ...] = ALL_PROJECTIONS,
+    def __init__(self, engine: Engine, projections: Sequence[Projection],
                  source: Engine | None = None) -> None:
         self.engine = engine
         self.source = source or engine  # where the events are read (differs for time travel)
-        self.projections = projections
+        self.projections = tuple(projections)
         self._dispatch: dict[type, tuple[Projection, ...]] = {}
 
     def checkpoints(self, conn: Connection) -> dict[str, int]:
@@ -358,57 +96,103 @@ class ProjectionRunner:
         found = {row.name: row.position for row in rows}
         return {p.name: found.get(p.name, 0) for p in self.projections}
 
+    def state(self) -> ProjectionState:
+        with self.engine.connect() as conn:
+            checkpoints = self.checkpoints(conn)
+        with self.source.connect() as source:
+            head = _head(source)
+            behind = min(checkpoints.values(), default=head)
+            stopped = None
+            if behind < head:
+                (first,) = events_after(source, behind, None, 1)
+                if isinstance(first.payload, UnknownPayload):
+                    stopped = first
+        return ProjectionState(head, checkpoints, stopped)
+
+    # --- catching up -----------------------------------------------------------------------
+
     def catch_up(self, to_position: int | None = None) -> int:
-        """Apply every event past each checkpoint; return the number of events applied."""
+        """Apply every event past each checkpoint, one committed batch at a time; return
+        how many events were applied. Stops quietly before an undecodable event."""
         if self._up_to_date(to_position):
             return 0  # the common case for readers: no write lock needed to find out
         applied = 0
         while True:
             with write_transaction(self.engine, PROJECTION_LOCK) as conn:
-                done = self._apply_batch(conn, to_position)
+                done, stopped = self._apply_batch(conn, to_position)
             applied += done
-            if done < BATCH:
+            if stopped is not None or done < BATCH:
                 return applied
 
-    def apply_pending(self, conn: Connection) -> int:
-        """Catch up inside the caller's write transaction (an append's): the projections
-        then commit together with the events they reflect."""
+    def apply_pending(self, conn: Connection, appended: Sequence[RecordedEvent],
+                      far_behind_ok: bool = False) -> int:
+        """Catch up inside an append's write transaction, so the projections commit together
+        with the events they reflect. Raises (rolling the append back) on a shortened log or
+        an undecodable event, and CatchUpFirst when the projections are so far behind that
+        they should catch up in batches first."""
         take_lock(conn, PROJECTION_LOCK)
+        checkpoints = self.checkpoints(conn)
+        first_new = appended[0].position
+        if max(checkpoints.values(), default=0) >= first_new:
+            raise log_shortened(first_new - 1, max(checkpoints.values()))
+        behind = first_new - min(checkpoints.values(), default=0)
+        if behind > BATCH + len(appended) and not far_behind_ok:
+            raise CatchUpFirst()
+        return self._apply_all(conn)
+
+    def _apply_all(self, conn: Connection, chain: ChainWalker | None = None) -> int:
         applied = 0
-        while (done := self._apply_batch(conn, None)) > 0:
+        while True:
+            done, stopped = self._apply_batch(conn, None, chain)
             applied += done
-        return applied
+            if stopped is not None:
+                raise newer_event(stopped)
+            if done == 0:
+                return applied
 
     def _up_to_date(self, to_position: int | None) -> bool:
         with self.engine.connect() as conn:
-            behind = min(self.checkpoints(conn).values())
+            behind = min(self.checkpoints(conn).values(), default=0)
         with self.source.connect() as source:
-            head = source.scalar(select(func.coalesce(func.max(events_table.c.position), 0)))
+            head = _head(source)
         return behind >= (head if to_position is None else min(head, to_position))
 
-    def _apply_batch(self, conn: Connection, to_position: int | None) -> int:
+    def _apply_batch(
+        self, conn: Connection, to_position: int | None, chain: ChainWalker | None = None
+    ) -> tuple[int, RecordedEvent | None]:
+        """Apply up to BATCH events past the oldest checkpoint; return how many were
+        applied and the undecodable event the batch stopped before, if any."""
         checkpoints = self.checkpoints(conn)
-        start = min(checkpoints.values())
+        start = min(checkpoints.values(), default=0)
         if self.source is self.engine:
             rows = events_after(conn, start, to_position, BATCH)
         else:
             with self.source.connect() as source:
                 rows = events_after(source, start, to_position, BATCH)
         batch = Batch()
+        last, stopped, applied = start, None, 0
         for event in rows:
+            if chain is not None:
+                breaks = chain.step(event)
+                if breaks:
+                    raise ChainBroken(
+                        f"refused to rebuild: the hash chain is broken at position "
+                        f"{breaks[0].position} ({breaks[0].reason}); run `strata verify`")
             payload = event.payload
             if isinstance(payload, UnknownPayload):
-                continue  # written by a newer Strata: nothing this version can project
+                stopped = event
+                break
             for projection in self._interested(type(payload)):
                 if event.position > checkpoints[projection.name]:
                     projection.apply(conn, event, payload, batch)
+            last, applied = event.position, applied + 1
         batch.flush(conn)
-        if rows:
-            last = rows[-1].position
-            for projection in self.projections:
-                upsert(conn, ProjectionCheckpoint, {"name": projection.name, "position": last},
-                       keys=("name",), update_columns=("position",))
-        return len(rows)
+        moved = [{"name": name, "position": last}
+                 for name, position in checkpoints.items() if position < last]
+        if moved:  # a checkpoint never moves backwards
+            upsert(conn, ProjectionCheckpoint, moved, keys=("name",),
+                   update_columns=("position",), newer="position")
+        return applied, stopped
 
     def _interested(self, payload_type: type) -> tuple[Projection, ...]:
         found = self._dispatch.get(payload_type)
@@ -417,15 +201,23 @@ class ProjectionRunner:
                 p for p in self.projections if issubclass(payload_type, p.handles))
         return found
 
+    # --- rebuilding --------------------------------------------------------------------------
+
     def rebuild(self) -> int:
-        """Drop everything the projections hold and replay the whole log.
+        """Drop everything the projections hold and replay the whole log, checking the hash
+        chain on the way.
 
         One transaction: readers see the old state until the new one is complete, and
-        a rebuild that fails half-way leaves the old state in place.
+        a rebuild that fails half-way (a broken chain, an undecodable event) leaves the
+        old state in place.
         """
         with write_transaction(self.engine, PROJECTION_LOCK) as conn:
             for projection in self.projections:
                 for model in projection.models:
                     conn.execute(delete(table(model)))
             conn.execute(delete(table(ProjectionCheckpoint)))
-            return self.apply_pending(conn)
+            return self._apply_all(conn, ChainWalker())
+
+
+def _head(conn: Connection) -> int:
+    return int(conn.scalar(select(func.coalesce(func.max(events_table.c.position), 0))) or 0)

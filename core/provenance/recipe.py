@@ -9,28 +9,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from strata.core.decisions.iteration import producing_job
+from strata.core.errors import EventNotFound
 from strata.core.ledger.event_types import AssetDerived, AssetImported, JobCompleted
 from strata.core.projections import views
-from strata.core.runtime import jobs
 from strata.core.service import Strata
 
-# Bookkeeping of a request that says nothing about how the output looks; an iteration
-# sets these itself.
-BOOKKEEPING = {"job_id", "iterates", "changes", "parent", "branch", "max_attempts"}
-# Who made an asset and when: part of its provenance, never a difference in its recipe.
-CIRCUMSTANCES = {"actor", "host", "made_at", "job_id"}
+# Who made an asset, when, and how long it took: part of its provenance, never a
+# difference in its recipe.
+CIRCUMSTANCES = {"actor", "host", "made_at", "job_id", "timings"}
 
 
 def recipe(strata: Strata, asset_ref: str) -> dict[str, Any]:
-    """Everything that made an asset, flattened: layer parameters, seed, model, scheduler."""
+    """Everything that made an asset, flattened: the layer's request parameters as they
+    apply to this output, the output's own parameters (its seed), what the completion
+    recorded (model digest, scheduler, versions, device…), inputs with roles, who, when.
+    Works for every registered layer, and for steps made outside Strata."""
     digest = strata.resolve_asset(asset_ref)
     with strata.view() as conn:
         asset = views.asset_row(conn, digest)
-    assert asset is not None
+    if asset is None:  # resolved a moment ago; the projections cannot lose it
+        raise EventNotFound(f"no asset {digest} in the projections")
     flat: dict[str, Any] = {"layer": asset["layer"]}
     if asset["job_id"] is None:
         created = strata.ledger.get(asset["created_event_id"])
-        assert created is not None
+        if created is None:
+            raise EventNotFound(f"the event that recorded {digest} is not in the log")
         flat.update(actor=created.meta.get("actor"), host=created.meta.get("host"),
                     made_at=created.recorded_at)
         payload = created.payload
@@ -40,29 +44,22 @@ def recipe(strata: Strata, asset_ref: str) -> dict[str, Any]:
         elif isinstance(payload, AssetImported):
             flat.update(source=payload.source.name, embedded=payload.embedded)
         return flat
-    events = strata.ledger.read_stream(jobs.stream(asset["job_id"]))
-    flat.update({k: v for k, v in events[0].data.items() if k not in BOOKKEEPING})
-    for event in events:
-        if isinstance(event.payload, JobCompleted):
-            data = event.data
-            flat.update(actor=event.meta.get("actor"), host=event.meta.get("host"),
-                        made_at=event.recorded_at, job_id=asset["job_id"])
-            flat["operation"] = data["operation"]
-            for output in data["outputs"]:
-                if output["asset"]["digest"] == digest:
-                    flat.update(output["params"])
-                    flat["inputs"] = output["inputs"]
-            for key in ("model", "scheduler", "device", "dtype", "versions"):
-                if key in data:
-                    flat[key] = data[key]
-    flat.pop("seeds", None)  # the output's own seed stands in for the batch's
+    request, output, completed = producing_job(strata, digest)
+    flat.update(request.parameters(output))
+    payload = completed.payload
+    if isinstance(payload, JobCompleted):
+        flat.update(payload.facts())
+    flat.update(operation=completed.data["operation"], **output.params,
+                inputs=[i.model_dump() for i in output.inputs],
+                actor=completed.meta.get("actor"), host=completed.meta.get("host"),
+                made_at=completed.recorded_at, job_id=asset["job_id"])
     return flat
 
 
 def diff(strata: Strata, a_ref: str, b_ref: str) -> list[tuple[str, Any, Any]]:
     """The recipe keys whose values differ between two assets (nested keys flattened)."""
     a, b = _flatten(recipe(strata, a_ref)), _flatten(recipe(strata, b_ref))
-    keys = sorted((set(a) | set(b)) - CIRCUMSTANCES)
+    keys = sorted(k for k in set(a) | set(b) if k.split(".", 1)[0] not in CIRCUMSTANCES)
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import uuid
 
-from strata.core.errors import BranchNotFound, ConcurrencyError, JobError, JobNotFound
+from strata.core.errors import BranchNotFound, JobError, JobNotFound
 from strata.core.ledger.event_types import JobCancelled, JobRequest
 from strata.core.ledger.events import RecordedEvent
+from strata.core.ledger.log import retry_on_conflict
 from strata.core.projections import views
 from strata.core.service import Strata
 
@@ -59,15 +60,15 @@ def get(strata: Strata, job_ref: str) -> dict:
 
 def cancel(strata: Strata, job_ref: str, reason: str | None = None) -> RecordedEvent:
     """Record `job.cancelled`; a worker running the job stops at its next step."""
-    for _ in range(5):
+
+    def attempt() -> RecordedEvent:
         row = get(strata, job_ref)
         if row["status"] in FINISHED:
             raise JobError(f"job {row['job_id']} is already {row['status']}; nothing to cancel")
-        try:
-            return strata.record(stream(row["job_id"]),
-                                 [JobCancelled(job_id=row["job_id"], reason=reason)],
-                                 expected_version=row["stream_version"],
-                                 meta={"correlation_id": row["job_id"]})[0]
-        except ConcurrencyError:
-            continue  # a worker moved the job on meanwhile; look again
-    raise JobError(f"job {job_ref} kept changing while being cancelled; try again")
+        # Appended at the version read: if a worker moved the job on meanwhile, look again.
+        return strata.record(stream(row["job_id"]),
+                             [JobCancelled(job_id=row["job_id"], reason=reason)],
+                             expected_version=row["stream_version"],
+                             meta={"correlation_id": row["job_id"]})[0]
+
+    return retry_on_conflict(attempt)

@@ -32,6 +32,7 @@ from strata.core.decisions import branches
 from strata.core.errors import (
     ConcurrencyError,
     InvalidInput,
+    JobError,
     ModelError,
     RetryableError,
     StrataError,
@@ -43,7 +44,7 @@ from strata.core.ledger.event_types import (
     JobStarted,
 )
 from strata.core.ledger.events import Payload, RecordedEvent
-from strata.core.ledger.log import utc_iso
+from strata.core.ledger.log import retry_on_conflict, utc_iso
 from strata.core.projections.runner import table, upsert
 from strata.core.runtime.executor import Executor, JobContext, JobInterrupted, Progress
 from strata.core.runtime.jobs import stream
@@ -133,7 +134,9 @@ class Worker:
 
         requested = self.strata.ledger.read_stream(stream(job_id))[0]
         request = requested.payload
-        assert isinstance(request, JobRequest), f"job {job_id} has no typed request"
+        if not isinstance(request, JobRequest):
+            raise JobError(f"job {job_id}: its request ({requested.type}) is unknown to this "
+                           "version of Strata; upgrade Strata on this worker")
         started = JobStarted(job_id=job_id, attempt=attempt, worker=self.name,
                              lease_seconds=self.lease_seconds)
         try:
@@ -234,7 +237,9 @@ class Worker:
         """Append the result, and the branch move it causes, in one commit."""
         meta = {**self._meta(ctx.job_id, ctx.started_event_id),
                 "executor": f"{executor.layer}/{executor.version}"}
-        for _ in range(10):
+        result = result.with_parent(ctx.request.parent)
+
+        def attempt() -> RecordedEvent | None:
             parts: list[tuple[str, Sequence[Payload], int]] = [
                 (stream(ctx.job_id), [result], version)]
             move = self._branch_move(ctx, result)
@@ -246,9 +251,9 @@ class Worker:
             except ConcurrencyError as error:
                 if error.stream == stream(ctx.job_id):
                     return None  # cancelled or taken over meanwhile: that outcome stands
-                # Someone else moved the branch in the meantime: move it from there.
-        raise ConcurrencyError(parts[-1][0], parts[-1][2],
-                               self.strata.ledger.stream_version(parts[-1][0]))
+                raise  # someone else moved the branch meanwhile: move it from there
+
+        return retry_on_conflict(attempt, tries=10)
 
     def _branch_move(
         self, ctx: JobContext, result: JobCompleted

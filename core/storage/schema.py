@@ -36,6 +36,8 @@ class EventRow(SQLModel, table=True):
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
     idempotency_key: str | None = Field(default=None, unique=True, max_length=200)
+    # How many events the append that carried `idempotency_key` recorded (on that event only).
+    batch_size: int | None = None
 
 
 # --- projections (disposable: rebuilt from the log) --------------------------------------
@@ -136,7 +138,10 @@ class SelectionRow(SQLModel, table=True):
     quality: float | None = None
     cluster: str | None = Field(default=None, max_length=71)  # representative of its cluster
     rank: int | None = None  # place among the latest automatic selection's choices
-    updated_position: int = Field(sa_type=BigInteger)
+    # Human decisions and automatic scores come from two projections, each of which only
+    # overwrites what an older event of its own wrote.
+    updated_position: int = Field(default=0, sa_type=BigInteger)
+    scored_position: int = Field(default=0, sa_type=BigInteger)
 
 
 class ReviewRow(SQLModel, table=True):

@@ -72,28 +72,10 @@ def log(
 
 
 def summarize(event: RecordedEvent) -> str:
-    data = event.data
-    if isinstance(event.payload, UnknownPayload):
+    payload = event.payload
+    if isinstance(payload, UnknownPayload):
         return "[dim](unknown to this version)[/]"
-    if "asset" in data:
-        return f"{short(data['asset']['digest'])} {data.get('source', {}).get('name') or ''}"
-    if "output" in data:
-        return f"{short(data['output']['asset']['digest'])} ← " + ", ".join(
-            short(i["digest"]) for i in data["output"]["inputs"])
-    if "outputs" in data:
-        return f"{len(data['outputs'])} output(s)"
-    if "digest" in data and "name" not in data:
-        return short(data["digest"]) + (f" {data['verdict']}" if "verdict" in data else "")
-    if "name" in data:
-        return f"{data['name']} → {short(data.get('head') or data.get('digest'))}"
-    if "prompt" in data:
-        return f"{len(data['seeds'])} x {data['prompt'][:32]!r}"
-    if "candidates" in data:
-        return f"{len(data['candidates'])} candidates"
-    if "attempt" in data:
-        failure = f" {data['error_class']}" if "error_class" in data else ""
-        return f"attempt {data['attempt']}{failure}"
-    return data.get("reason") or ""
+    return payload.summary()
 
 
 @app.command()

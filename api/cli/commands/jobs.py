@@ -15,6 +15,7 @@ from rich.table import Table
 from strata.api.cli.app import app, console, err_console, open_strata, short
 from strata.core.decisions import branches
 from strata.core.errors import InvalidInput, JobError
+from strata.core.layers import names as layer_names
 from strata.core.ledger.event_types import JobRequest
 from strata.core.runtime import jobs
 from strata.core.service import Strata
@@ -207,8 +208,9 @@ def cancel(job: str, reason: Annotated[str | None, typer.Option(help="why")] = N
 
 @app.command()
 def worker(
-    layers: Annotated[str, typer.Option(help="comma-separated layers to serve")]
-    = "generation,selection",
+    layers: Annotated[str | None, typer.Option(
+        help="comma-separated layers to serve; default: every registered layer "
+             f"({', '.join(layer_names())})")] = None,
     lease: Annotated[float, typer.Option(help="lease seconds (heartbeats every third)")] = 30.0,
     poll: Annotated[float, typer.Option(help="seconds between looks for work")] = 0.5,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps")] = None,
@@ -219,7 +221,8 @@ def worker(
     from strata.core.runtime.worker import Worker
 
     strata = open_strata()
-    chosen = tuple(layer.strip() for layer in layers.split(",") if layer.strip())
+    chosen = tuple(n.strip() for n in (layers or "").split(",") if n.strip()) or tuple(
+        layer_names())
     runner = Worker(strata, build_executors(chosen, device), lease_seconds=lease,
                     poll_seconds=poll)
     stop = threading.Event()

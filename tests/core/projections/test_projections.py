@@ -36,13 +36,7 @@ from sqlalchemy.engine import make_url
 from strata.core.config import Settings
 from strata.core.decisions import branches
 from strata.core.errors import ConcurrencyError, InvalidInput
-from strata.core.layers.generation import (
-    GenerationCompleted,
-    GenerationRequested,
-    ModelRef,
-    SchedulerUsed,
-    Timings,
-)
+from strata.core.layers.generation import GenerationCompleted, GenerationRequested
 from strata.core.layers.selection import Scored, SelectionCompleted, SelectionRequested
 from strata.core.ledger.event_types import (
     AssetDerived,
@@ -64,6 +58,7 @@ from strata.core.ledger.event_types import (
     SelectionRejected,
 )
 from strata.core.ledger.events import NewEvent, Payload
+from strata.core.models.diffusion import ModelRef, SchedulerUsed, Timings
 from strata.core.projections.runner import BATCH, table
 from strata.core.projections.views import (
     asset_details,
