@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import itertools
+
 import imagehash
 import pytest
 from hypothesis import given
@@ -15,6 +18,12 @@ from strata.core.decisions.quality import (
     hamming,
     score_image,
 )
+from strata.core.layers import build_executors
+from strata.core.layers.selection import SelectionRequested
+from strata.core.ledger.event_types import AssetImported
+from strata.core.runtime import jobs
+from strata.core.runtime.worker import Worker
+from strata.core.service import Strata, asset_stream
 
 
 def checkerboard(size: int = 128, cell: int = 8) -> Image.Image:
@@ -180,3 +189,99 @@ def test_choose_representatives_breaks_ties_by_id() -> None:
 def test_choose_representatives_names_assets_without_a_score() -> None:
     with pytest.raises(ValueError, match="b1"):
         choose_representatives([["a1"], ["b1"]], {"a1": 0.5}, None)
+
+
+def test_clustering_joins_two_hashes_exactly_at_the_distance() -> None:
+    hashes = {"x": "00000000000000ff", "y": "000000000000000f"}  # 4 bits apart
+    assert cluster_near_duplicates(hashes, max_distance=4) == [["x", "y"]]
+    assert cluster_near_duplicates(hashes, max_distance=3) == [["x"], ["y"]]
+
+
+# --- the selection layer end to end: real images, a worker, the recorded decision ---------
+
+
+def stripes() -> Image.Image:
+    image = Image.new("RGB", (64, 64), (200, 200, 210))
+    draw = ImageDraw.Draw(image)
+    for i in range(0, 64, 16):
+        draw.line((0, i, 64, 64 - i), fill=(20, 20, 20), width=3)
+    return image
+
+
+def gradient() -> Image.Image:
+    image = Image.new("RGB", (64, 64))
+    image.putdata([(4 * x, 4 * y, 128) for y in range(64) for x in range(64)])
+    return image
+
+
+def small_scene() -> Image.Image:
+    image = Image.new("RGB", (64, 64), (40, 60, 90))
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((8, 8, 40, 40), fill=(220, 180, 40))
+    draw.rectangle((34, 30, 60, 60), fill=(30, 160, 70))
+    return image
+
+
+def one_pixel_changed() -> Image.Image:
+    # A white pixel at this spot moves the perceptual hash by a couple of bits: a near
+    # duplicate that only a distance above 0 joins to its original.
+    image = small_scene()
+    image.putpixel((0, 8), (255, 255, 255))
+    return image
+
+
+CANDIDATES = {"scene": small_scene, "near": one_pixel_changed, "checker": checkerboard,
+              "stripes": stripes, "gradient": gradient}
+
+
+@pytest.fixture
+def candidates(strata: Strata) -> dict[str, str]:
+    """Name → digest of each candidate, imported as PNG (lossless: the pixels above)."""
+    digests = {}
+    for name, make in CANDIDATES.items():
+        buffer = io.BytesIO()
+        make().convert("RGB").save(buffer, format="PNG")
+        info = strata.blobs.ingest_bytes(buffer.getvalue())
+        strata.record(asset_stream(info.digest), [AssetImported(asset=info)])
+        digests[name] = info.digest
+    return digests
+
+
+def select(strata: Strata, candidates: dict[str, str], dedupe_distance: int) -> dict:
+    request = SelectionRequested(job_id=jobs.new_job_id(), candidates=list(candidates.values()),
+                                 dedupe_distance=dedupe_distance)
+    jobs.request(strata, request)
+    row = Worker(strata, build_executors(("selection",))).wait_for(request.job_id)
+    assert row["status"] == "completed", row
+    return strata.ledger.read_stream(jobs.stream(request.job_id))[-1].data
+
+
+def named(candidates: dict[str, str], digests: list[str]) -> list[str]:
+    names = {digest: name for name, digest in candidates.items()}
+    return [names[digest] for digest in digests]
+
+
+@pytest.mark.parametrize(("distance", "merged"), [(0, []), (10, [["near", "scene"]])])
+def test_selection_merges_near_duplicates_only_within_the_requested_distance(
+    strata: Strata, candidates: dict[str, str], distance: int, merged: list[list[str]]
+) -> None:
+    phash = {name: str(imagehash.phash(make().convert("RGB")))
+             for name, make in CANDIDATES.items()}
+    # The premise: one near pair a few bits apart, everything else far from everything.
+    assert 1 <= hamming(phash["near"], phash["scene"]) <= 6
+    others = [pair for pair in itertools.combinations(CANDIDATES, 2)
+              if set(pair) != {"near", "scene"}]
+    assert all(hamming(phash[a], phash[b]) > 10 for a, b in others)
+
+    data = select(strata, candidates, distance)
+    assert data["dedupe_distance"] == distance
+    groups = sorted(sorted(named(candidates, cluster)) for cluster in data["clusters"])
+    joined = [name for group in merged for name in group]
+    singletons = [[name] for name in CANDIDATES if name not in joined]
+    assert groups == sorted(merged + singletons)
+    # Ranked by the documented score: stripes 0.81, checker 0.75, near 0.742, scene 0.741,
+    # gradient 0.35; of a merged pair only its best member is chosen.
+    ranking = ["stripes", "checker", "near", "scene", "gradient"]
+    assert named(candidates, data["chosen"]) == [n for n in ranking if n != "scene" or not merged]
+    representative = "near" if merged else "scene"
+    assert data["scored"][candidates["scene"]]["cluster"] == candidates[representative]
