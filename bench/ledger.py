@@ -683,7 +683,7 @@ def write_png(path: Path, width: int, height: int) -> None:
 
 def bench_blobs(root: Path, files: int, size_mb: int, png_side: tuple[int, int]) -> list[Row]:
     log(f"5. blob ingest: {files} files of {size_mb} MB of random bytes")
-    from strata.core.storage.blobs import LocalBlobStore
+    from strata.core.storage.local import LocalBlobStore
 
     sources = root / "blob-sources"
     sources.mkdir()

@@ -1,8 +1,9 @@
 """One exception hierarchy for everything Strata refuses.
 
 The faces (command line, HTTP) map these classes to exit codes and problem+json in one
-place each, so every error carries the facts a user needs to fix the problem in its
-message: which stream, which version was expected, which file was refused and why.
+place each (api/cli/errors.py, …), so every error carries the facts a user needs to fix
+the problem in its message: which stream, which version was expected, which file was
+refused and why.
 """
 
 from __future__ import annotations
@@ -11,19 +12,14 @@ from __future__ import annotations
 class StrataError(Exception):
     """Root of every error Strata raises on purpose."""
 
-    exit_code = 1
-
 
 class InvalidInput(StrataError):
     """The request or file is malformed; nothing was recorded."""
-
-    exit_code = 2
 
 
 class ConcurrencyError(StrataError):
     """A stream was not at the version the writer expected; nothing was recorded."""
 
-    exit_code = 3
 
     def __init__(self, stream: str, expected: int | None, actual: int) -> None:
         self.stream = stream
@@ -39,15 +35,13 @@ class ConcurrencyError(StrataError):
 class DuplicateEvent(StrataError):
     """An event id that is already in the log was appended again."""
 
-    exit_code = 3
-
 
 class UnknownEventType(InvalidInput):
     """An event type that no registered model describes was offered for appending."""
 
 
 class NotFound(StrataError):
-    exit_code = 4
+    """What a name or reference points at does not exist (at this point of the log)."""
 
 
 class AssetNotFound(NotFound):
@@ -70,28 +64,24 @@ class AmbiguousReference(InvalidInput):
     """A hash prefix matched more than one asset or event."""
 
 
-class BlobCorrupt(StrataError):
-    """Stored bytes no longer hash to their address."""
+class IntegrityError(StrataError):
+    """The record does not hold: stored bytes or events were altered or removed."""
 
-    exit_code = 5
+
+class BlobCorrupt(IntegrityError):
+    """Stored bytes no longer hash to their address."""
 
 
 class StoreNotInitialised(StrataError):
     """The database has no Strata schema, or an older one than this version needs."""
 
-    exit_code = 6
-
 
 class ModelError(StrataError):
     """A model, device or pipeline setting that Strata cannot use."""
 
-    exit_code = 7
-
 
 class JobError(StrataError):
     """A job cannot be requested, cancelled or run as asked."""
-
-    exit_code = 8
 
 
 class RetryableError(StrataError):
@@ -99,19 +89,27 @@ class RetryableError(StrataError):
     with backoff until its attempts run out."""
 
 
-class ChainBroken(StrataError):
+class ChainBroken(IntegrityError):
     """The hash chain does not hold: an event was rewritten, removed or reordered."""
 
-    exit_code = 5
 
-
-class LogShortened(StrataError):
+class LogShortened(IntegrityError):
     """The log is shorter than what was already seen of it: its newest events were deleted."""
-
-    exit_code = 5
 
 
 class StoreFromNewerVersion(StrataError):
     """The store holds events or a schema that this version of Strata cannot read."""
 
-    exit_code = 6
+
+class VerificationFailed(IntegrityError):
+    """`verify` found breaks in the chain, or missing or corrupt blobs."""
+
+
+class JobFailure(JobError):
+    """A job that was waited for ended without completing (failed or cancelled)."""
+
+
+class Interrupted(StrataError):
+    """The user stopped a command (Ctrl-C) while it waited; the message says what became
+    of the work."""
+

@@ -18,14 +18,21 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from strata.core.config import strata_version
-from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound, InvalidInput
+from strata.core.errors import (
+    AmbiguousReference,
+    AssetNotFound,
+    EventNotFound,
+    InvalidInput,
+    JobNotFound,
+    NotFound,
+)
 from strata.core.ledger.event_types import (
+    ROLES,
     AssetDerived,
     AssetImported,
     ImportSource,
     InputRef,
     ProducedAsset,
-    Role,
 )
 from strata.core.ledger.events import NewEvent, Payload, RecordedEvent
 from strata.core.ledger.log import ANY_VERSION, StreamAppend
@@ -36,6 +43,27 @@ from strata.core.storage.schema import AssetRow, ProjectionCheckpoint, SQLModel
 from strata.core.store import Store
 
 HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
+PREFIX_MATCHES_SHOWN = 5
+
+
+def _hex_prefix(prefix: str, ref: str, what: str) -> str:
+    if not HEX_PREFIX.match(prefix):
+        raise InvalidInput(
+            f"{ref!r} does not name {what}: give at least 4 hex digits of its id or hash")
+    return prefix
+
+
+def _unique(ref: str, kind: str, found: list[str], not_found: type[NotFound]) -> str:
+    """The one name a prefix matched; a clear error when it matched none or several."""
+    if not found:
+        raise not_found(f"no {kind} matches {ref!r}")
+    if len(found) > 1:
+        shown = ", ".join(name.removeprefix("sha256:")[:16] for name in found)
+        more = " and more" if len(found) >= PREFIX_MATCHES_SHOWN else ""
+        raise AmbiguousReference(
+            f"{ref!r} is ambiguous: it matches several {kind}s ({shown}…{more}); "
+            "give more digits")
+    return found[0]
 
 
 def default_meta() -> dict[str, Any]:
@@ -49,6 +77,15 @@ def default_meta() -> dict[str, Any]:
 
 def asset_stream(digest: str) -> str:
     return f"asset:{digest.removeprefix('sha256:')}"
+
+
+def _produced_digest(event: RecordedEvent) -> str:
+    payload = event.payload
+    if isinstance(payload, AssetDerived):
+        return payload.output.asset.digest
+    if isinstance(payload, AssetImported):
+        return payload.asset.digest
+    raise InvalidInput(f"{event.type} does not import an asset")
 
 
 class Strata:
@@ -109,60 +146,102 @@ class Strata:
                 self.store.projections.catch_up()
                 attempts += 1
 
-    def add_file(
+    def add_files(
         self,
-        path: Path,
-        parents: Sequence[tuple[str, Role]] = (),
+        paths: Sequence[Path],
+        parents: Sequence[tuple[str, str]] = (),
         operation: str = "external",
         idempotency_key: str | None = None,
-    ) -> RecordedEvent:
-        """Ingest a file's bytes, then record `asset.imported` (or `asset.derived`)."""
-        inputs = [InputRef(digest=self.resolve_asset(ref), role=role) for ref, role in parents]
-        info = self.blobs.ingest_path(path)  # blob before event
-        source = ImportSource(name=path.name, path=str(path.resolve()))
-        payload: Payload
+    ) -> list[RecordedEvent]:
+        """Import files: all of them, or none.
+
+        Every file is checked (readable, within limits, a sound image if it is one) and
+        stored before anything is recorded; then one append records them all:
+        `asset.imported`, or `asset.derived` from `parents` (asset reference, role). A
+        refused file, or a derivation that would make an asset its own ancestor, records
+        nothing.
+        """
+        for _, role in parents:
+            if role not in ROLES:
+                raise InvalidInput(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        if not paths:
+            raise InvalidInput("no files to import")
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise InvalidInput(f"not a file: {', '.join(missing)}; nothing was imported")
+        inputs = [InputRef.model_validate({"digest": self.resolve_asset(ref), "role": role})
+                  for ref, role in parents]
+        stored = [(path, self.blobs.ingest_path(path)) for path in paths]  # blob before event
         if inputs:
-            payload = AssetDerived(output=ProducedAsset(asset=info, inputs=inputs),
-                                   operation=operation, source=source)
-        else:
-            payload = AssetImported(asset=info, source=source)
-        return self.record(asset_stream(info.digest), [payload],
-                           idempotency_key=idempotency_key)[0]
+            self._refuse_cycles([info.digest for _, info in stored], inputs)
+        by_stream: dict[str, list[Payload]] = {}
+        for path, info in stored:
+            source = ImportSource(name=path.name, path=str(path.resolve()))
+            payload: Payload = (
+                AssetDerived(output=ProducedAsset(asset=info, inputs=inputs),
+                             operation=operation, source=source)
+                if inputs else AssetImported(asset=info, source=source))
+            by_stream.setdefault(asset_stream(info.digest), []).append(payload)
+        recorded = self.record_together(
+            [(stream, payloads, ANY_VERSION) for stream, payloads in by_stream.items()],
+            idempotency_key=idempotency_key)
+        # In the order the files were given (the same bytes twice: the same event).
+        by_digest = {_produced_digest(event): event for event in recorded}
+        return [by_digest[info.digest] for _, info in stored]
+
+    def add_file(self, path: Path, parents: Sequence[tuple[str, str]] = (),
+                 operation: str = "external") -> RecordedEvent:
+        return self.add_files([path], parents, operation)[0]
+
+    def _refuse_cycles(self, digests: Sequence[str], inputs: Sequence[InputRef]) -> None:
+        """An asset may not be derived from itself or from anything made from it."""
+        from strata.core.projections.lineage import walk
+
+        with self.view() as conn:
+            for source in inputs:
+                ancestors = {source.digest} | {e.input_digest
+                                               for e in walk(conn, source.digest, "up")}
+                for digest in digests:
+                    if digest in ancestors:
+                        relation = ("itself" if digest == source.digest
+                                    else f"{source.digest[:19]}…, which was made from it")
+                        raise InvalidInput(
+                            f"refused: {digest[:19]}… cannot be derived from {relation} — "
+                            "an asset cannot be its own ancestor; nothing was imported")
 
     # --- naming ------------------------------------------------------------------------
 
     def resolve_asset(self, ref: str, conn: Connection | None = None) -> str:
         """A full digest from a unique prefix (`sha256:` optional), as git does."""
-        prefix = ref.strip().lower().removeprefix("sha256:")
-        if not HEX_PREFIX.match(prefix):
-            raise InvalidInput(
-                f"{ref!r} is not an asset reference: give at least 4 hex digits of its hash"
-            )
+        prefix = _hex_prefix(ref.lower().strip().removeprefix("sha256:"), ref, "an asset")
         with self._connection(conn) as c:
             assets = table(AssetRow)
             found = list(c.scalars(
                 select(assets.c.digest).where(assets.c.digest.startswith(f"sha256:{prefix}"))
-                .limit(5)
+                .order_by(assets.c.digest).limit(PREFIX_MATCHES_SHOWN)
             ))
-        if not found:
-            raise AssetNotFound(f"no asset matches {ref!r}")
-        if len(found) > 1:
-            raise AmbiguousReference(
-                f"{ref!r} is ambiguous: it matches {', '.join(d[:19] for d in found)}…; "
-                "give more digits"
-            )
-        return found[0]
+        return _unique(ref, "asset", found, AssetNotFound)
 
     def resolve_event(self, ref: str) -> RecordedEvent:
-        prefix = ref.strip().lower()
-        found = self.ledger.event_ids_with_prefix(prefix) if HEX_PREFIX.match(prefix) else []
-        if not found:
-            raise EventNotFound(f"no event matches {ref!r}")
-        if len(found) > 1:
-            raise AmbiguousReference(f"{ref!r} matches several events; give more digits")
-        event = self.ledger.get(found[0])
-        assert event is not None
+        """An event from a unique prefix of its id."""
+        prefix = _hex_prefix(ref.lower().strip(), ref, "an event")
+        event_id = _unique(ref, "event", self.ledger.event_ids_with_prefix(
+            prefix, limit=PREFIX_MATCHES_SHOWN), EventNotFound)
+        event = self.ledger.get(event_id)
+        if event is None:  # listed a moment ago, and events are never deleted
+            raise EventNotFound(f"event {event_id} is no longer in the log")
         return event
+
+    def resolve_job(self, ref: str) -> str:
+        """A job id from the id itself or a unique prefix of it."""
+        from strata.core.projections import views
+
+        with self.view() as conn:
+            if views.job(conn, ref) is not None:  # a whole id, whatever its spelling
+                return ref
+            prefix = _hex_prefix(ref.lower().strip(), ref, "a job")
+            found = views.job_ids_with_prefix(conn, prefix, limit=PREFIX_MATCHES_SHOWN)
+        return _unique(ref, "job", found, JobNotFound)
 
     # --- reading -----------------------------------------------------------------------
 
@@ -174,6 +253,15 @@ class Strata:
             with self.store.engine.connect() as fresh:
                 yield fresh
 
+    def require_position(self, position: int) -> None:
+        """Refuse a position that is not in the log (a time-travel target)."""
+        head = self.ledger.head_position()
+        if position < 0:
+            raise InvalidInput(f"--as-of must be a position (0 or more), not {position}")
+        if position > head:
+            raise InvalidInput(f"--as-of {position} is past the end of the log (its last "
+                               f"position is {head}); leave --as-of out for the current state")
+
     @contextmanager
     def view(self, as_of: int | None = None) -> Iterator[Connection]:
         """A connection onto the projections, current or as they were at `as_of`."""
@@ -182,8 +270,7 @@ class Strata:
             with self.store.engine.connect() as conn:
                 yield conn
             return
-        if as_of < 0:
-            raise InvalidInput(f"--as-of must be a position (0 or more), not {as_of}")
+        self.require_position(as_of)
         # Time travel: replay the log up to `as_of` into a private in-memory database,
         # with the very projection code that built the current state.
         scratch = memory_engine()

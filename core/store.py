@@ -6,23 +6,27 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from strata.core.config import Settings
+from strata.core import layers
+from strata.core.config import S3BlobLocation, Settings
 from strata.core.errors import InvalidInput, StoreNotInitialised
 from strata.core.ledger.log import Ledger
+from strata.core.projections.builtin import BUILTIN_PROJECTIONS
 from strata.core.projections.runner import ProjectionRunner
 from strata.core.storage import migrate
-from strata.core.storage.blobs import BlobStore, LocalBlobStore
+from strata.core.storage.blobs import BlobStore
 from strata.core.storage.db import make_engine
+from strata.core.storage.local import LocalBlobStore
 
 
 def make_blob_store(settings: Settings) -> BlobStore:
-    if settings.blob_url and settings.blob_url.startswith("s3://"):
+    location = settings.blob_location
+    if isinstance(location, S3BlobLocation):
         raise InvalidInput(
-            "STRATA_BLOB_URL names an S3 bucket, but this version of Strata only has the "
-            "local folder blob store; unset it or point it at a folder"
+            "STRATA_BLOB_URL names an S3 bucket, but the S3 blob store is not implemented "
+            "yet in this version of Strata; unset it or point it at a folder"
         )
     return LocalBlobStore(
-        settings.objects_dir,
+        location.folder,
         max_image_pixels=settings.max_image_pixels,
         max_bytes=settings.max_upload_bytes,
     )
@@ -53,7 +57,8 @@ class Store:
         else:
             migrate.require_current_schema(engine)
         blobs = make_blob_store(settings)
-        return cls(settings, engine, Ledger(engine), blobs, ProjectionRunner(engine))
+        runner = ProjectionRunner(engine, BUILTIN_PROJECTIONS + layers.projections())
+        return cls(settings, engine, Ledger(engine), blobs, runner)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,12 +1,15 @@
-"""Installing Strata: a plain `pip install .` ships the migrations, and schema upgrades
-are explained to the user."""
+"""Installing Strata: a plain `pip install .` ships every module and the migrations, the
+installed `strata` command works with no checkout beside it, and schema upgrades are
+explained to the user."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import sysconfig
 import zipfile
+from importlib.metadata import PathDistribution
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,10 @@ from strata.core.storage.db import make_engine
 from strata.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
+# The checkout folders that install as strata.<folder> (the mapping in setup.py).
+SHIPPED_FOLDERS = ("core", "api", "watchers", "migrations")
+# What ships besides Python modules: alembic's template for new revisions.
+DATA_FILES = ("migrations/script.py.mako",)
 
 
 @pytest.fixture(scope="module")
@@ -32,15 +39,31 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return found
 
 
-def test_the_wheel_ships_every_package_and_the_migrations(wheel: Path) -> None:
+def _user_environment(**variables: str) -> dict[str, str]:
+    """This process's environment as a user's shell would have it: nothing that points
+    Python or Strata at the checkout, plus `variables`."""
+    env = {key: value for key, value in os.environ.items()
+           if key != "PYTHONPATH" and not key.startswith("STRATA_")}
+    env.update(variables)
+    return env
+
+
+def test_the_wheel_ships_every_module_of_the_checkout_and_nothing_else(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for expected in ("strata/core/ledger/log.py", "strata/core/layers/generation.py",
-                     "strata/api/cli/main.py", "strata/api/cli/commands/assets.py", "strata/watchers/__init__.py",
-                     "strata/migrations/env.py", "strata/migrations/script.py.mako",
-                     "strata/migrations/versions/0001_the_event_log_projections_and_job_leases.py",
-                     "strata/migrations/versions/0002_registered_models.py"):
-        assert expected in names, expected
-    assert not any(name.startswith(("core/", "api/", "tests/")) for name in names)
+    # Derived from the checkout, so a new folder that package discovery misses fails here.
+    expected = {f"strata/{path.relative_to(ROOT).as_posix()}"
+                for folder in SHIPPED_FOLDERS for path in (ROOT / folder).rglob("*.py")}
+    expected |= {f"strata/{name}" for name in DATA_FILES}
+    assert sorted(expected - names) == []
+
+    (dist_info,) = {name.split("/")[0] for name in names if ".dist-info/" in name}
+    allowed = (*(f"strata/{folder}/" for folder in SHIPPED_FOLDERS), f"{dist_info}/")
+    # tests/, bench/ and the checkout's top-level layout stay out of an install.
+    assert sorted(name for name in names if not name.startswith(allowed)) == []
+
+    (script,) = PathDistribution(zipfile.Path(wheel, f"{dist_info}/")).entry_points.select(
+        group="console_scripts", name="strata")
+    assert f"{script.module.replace('.', '/')}.py" in names
 
 
 def test_a_plain_install_migrates_a_new_store_without_a_checkout(
@@ -55,13 +78,55 @@ def test_a_plain_install_migrates_a_new_store_without_a_checkout(
         "store = s.Store.open(c.Settings(), create=True)\n"
         "print(m.current_revision(store.engine), m.head_revision())\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
-    env.update(PYTHONPATH=str(target), STRATA_HOME=str(tmp_path / "store"))
+    env = _user_environment(PYTHONPATH=str(target), STRATA_HOME=str(tmp_path / "store"))
     result = subprocess.run([sys.executable, "-c", probe], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     current, head = result.stdout.split()
     assert current == head == migrate.head_revision()
+
+
+@pytest.mark.slow
+def test_the_installed_command_runs_the_demo_in_a_fresh_environment(
+    wheel: Path, tmp_path: Path
+) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)],
+                   check=True, capture_output=True, timeout=300)
+    bin_dir = venv / "bin"
+    # Installed before the dependencies are made visible, so that pip sees no other strata.
+    subprocess.run([bin_dir / "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    site = subprocess.run(
+        [bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()
+    # Torch, diffusers, … come from this environment instead of a download. Plain path lines
+    # add its folders to sys.path without running the .pth files inside them, so the
+    # checkout's editable finder stays inactive in the fresh environment.
+    dependencies = dict.fromkeys(sysconfig.get_path(kind) for kind in ("purelib", "platlib"))
+    Path(site, "dependencies.pth").write_text("".join(f"{path}\n" for path in dependencies))
+
+    user = tmp_path / "user"
+    user.mkdir()
+    env = _user_environment(STRATA_HOME=str(user / "store"), VIRTUAL_ENV=str(venv),
+                            PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def run(*command: str | Path) -> str:
+        result = subprocess.run(command, env=env, cwd=user, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    probe = ("import sys, strata.core\n"
+             "assert not [m for m in sys.modules if m.startswith('__editable__')], 'editable'\n"
+             "print(strata.core.__file__)\n")
+    imported = run(bin_dir / "python", "-c", probe).strip()
+    assert Path(imported).is_relative_to(site), imported
+
+    assert "demo" in run(bin_dir / "strata", "--help")
+    assert "verify: OK" in run(bin_dir / "strata", "demo")
+    assert "final.marked" in run(bin_dir / "strata", "log")
 
 
 def test_an_older_schema_says_to_run_init_and_init_upgrades_it(tmp_path: Path) -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from strata.api.cli.app import app, err_console
 from strata.api.cli.commands import assets, branches, curation, demo, jobs, models, store
+from strata.api.cli.errors import exit_code
 from strata.core.errors import StrataError
 
 # Importing a command module registers its commands on `app`; this names them all.
@@ -22,5 +25,5 @@ def main() -> None:
     try:
         app()
     except StrataError as exc:
-        err_console.print(f"[red]error:[/] {exc}")
-        sys.exit(exc.exit_code)
+        err_console.print(f"[red]error:[/] {escape(str(exc))}")
+        sys.exit(exit_code(exc))

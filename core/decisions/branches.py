@@ -42,6 +42,13 @@ def create(strata: Strata, name: str, head_ref: str | None = None) -> RecordedEv
         raise InvalidInput(f"branch {name!r} already exists") from None
 
 
+def moves(strata: Strata, name: str) -> list[dict]:
+    """Every head the branch ever had, oldest first (rollbacks included)."""
+    _require(strata, name)
+    with strata.view() as conn:
+        return views.branch_moves(conn, name)
+
+
 def _require(strata: Strata, name: str) -> dict:
     with strata.view() as conn:
         row = views.branch(conn, name)
@@ -66,9 +73,13 @@ def advance(strata: Strata, name: str, head: str) -> RecordedEvent:
         lambda: strata.record_together([advance_part(strata, name, head)])[0])
 
 
-def rollback(strata: Strata, name: str, to: str, reason: str | None = None,
+def rollback(strata: Strata, name: str | None, to: str, reason: str | None = None,
              expected_version: int | None = None) -> RecordedEvent:
-    """Point the branch back at an earlier head: an asset it had, or `~N` heads back."""
+    """Point the branch (default: the checked-out one) back at an earlier head: an asset it
+    had, or `~N` heads back."""
+    name = resolve(strata, name)
+    if name is None:
+        raise InvalidInput("no branch given and none is checked out (`strata checkout NAME`)")
     row = _require(strata, name)
     with strata.view() as conn:
         moves = views.branch_moves(conn, name)

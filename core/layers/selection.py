@@ -10,17 +10,21 @@ Human picks, rejections and ratings are separate events without a job (core.cura
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from sqlalchemy import Connection
 
 from strata.core import layers
+from strata.core.errors import AmbiguousReference, InvalidInput, JobError, JobNotFound
 from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest, short
-from strata.core.ledger.events import Payload, RecordedEvent, registry
+from strata.core.ledger.events import Payload, RecordedEvent, explain, registry
 from strata.core.projections.base import Batch, Projection, upsert
 from strata.core.runtime.executor import Executor, JobContext
 from strata.core.storage.schema import SelectionRow
+
+if TYPE_CHECKING:
+    from strata.core.service import Strata
 
 
 @registry.register("selection.requested")
@@ -73,7 +77,8 @@ class SelectionExecutor(Executor):
         )
 
         request = ctx.request
-        assert isinstance(request, SelectionRequested)
+        if not isinstance(request, SelectionRequested):
+            raise JobError(f"the selection executor cannot run {type(request).__name__}")
         scores, hashes = {}, {}
         for done, digest in enumerate(request.candidates, start=1):
             with ctx.strata.blobs.open(digest) as handle, Image.open(handle) as image:
@@ -101,6 +106,45 @@ class SelectionExecutor(Executor):
             clusters=clusters, chosen=chosen, dedupe_distance=request.dedupe_distance,
             top=request.top,
         )
+
+
+def build_request(strata: Strata, refs: list[str], dedupe_distance: int = 6,
+                  top: int | None = None) -> SelectionRequested:
+    """A selection over the outputs of one job (given its id), or over assets (given hash
+    prefixes). Everything is checked before anything is appended."""
+    from strata.core.runtime import jobs
+
+    source_job, candidates = None, []
+    if len(refs) == 1:
+        try:
+            row = jobs.get(strata, refs[0])
+        except AmbiguousReference:
+            raise
+        except (JobNotFound, InvalidInput):  # not a job's id: asset prefixes
+            row = None
+        if row is not None:
+            if not row["outputs"]:
+                raise JobError(f"job {row['job_id']} ({row['layer']}, {row['status']}) has no "
+                               "outputs to select from")
+            source_job, candidates = row["job_id"], row["outputs"]
+    if source_job is None:
+        candidates = [strata.resolve_asset(ref) for ref in refs]
+    try:
+        return SelectionRequested(job_id=jobs.new_job_id(), candidates=candidates,
+                                  dedupe_distance=dedupe_distance, top=top,
+                                  source_job=source_job)
+    except ValidationError as error:
+        raise InvalidInput(f"invalid selection request: {explain(error)}") from error
+
+
+def result(strata: Strata, job_id: str) -> SelectionCompleted:
+    """What a completed selection job decided."""
+    from strata.core.runtime import jobs
+
+    for event in strata.ledger.read_stream(jobs.stream(job_id)):
+        if isinstance(event.payload, SelectionCompleted):
+            return event.payload
+    raise JobError(f"selection job {job_id} has not completed")
 
 
 def phash_of(image: object) -> str:

@@ -370,11 +370,8 @@ class Ledger:
 
     def event_ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         with self.engine.connect() as conn:
-            return list(
-                conn.scalars(
-                    select(_c.event_id).where(_c.event_id.startswith(prefix)).limit(limit)
-                )
-            )
+            return list(conn.scalars(select(_c.event_id).where(_c.event_id.startswith(prefix))
+                                     .order_by(_c.event_id).limit(limit)))
 
     def head_position(self) -> int:
         with self.engine.connect() as conn:

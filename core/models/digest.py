@@ -10,11 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from strata.core.errors import ModelError
 from strata.core.models.pipelines import ModelNotFound
+from strata.core.storage.files import atomic_write
 
 WEIGHT_SUFFIXES = frozenset(
     {".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".onnx", ".gguf", ".msgpack", ".h5"}
@@ -100,19 +100,7 @@ class _DigestCache:
             return
         self._file.parent.mkdir(parents=True, exist_ok=True)
         payload = json.dumps({"version": _CACHE_VERSION, "files": self._entries}, indent=1)
-        # Write beside the cache and replace it, so a reader never sees half a cache.
-        descriptor, temporary = tempfile.mkstemp(
-            dir=self._file.parent, prefix=f".{self._file.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(payload)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self._file)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        atomic_write(self._file, payload)  # a reader never sees half a cache
         self._changed = False
 
 

@@ -15,7 +15,7 @@ from strata.core.errors import ModelError
 from strata.core.ledger.event_types import ModelRegistered
 from strata.core.ledger.events import RecordedEvent
 from strata.core.models.digest import weights_digest
-from strata.core.projections.runner import table
+from strata.core.projections.base import table
 from strata.core.service import Strata
 from strata.core.storage.schema import ModelRow
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from strata.core.errors import ModelError
 from strata.core.models.pipelines import quiet_library_progress
+from strata.core.storage.files import fsync_dir, fsync_file
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
@@ -64,7 +65,7 @@ def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    _fsync_dir(folder.parent)
+    fsync_dir(folder.parent)
     return folder
 
 
@@ -184,17 +185,5 @@ def _fsync_tree(root: Path) -> None:
     # under the final name on filesystems that reorder data and metadata writes.
     for directory, _, files in os.walk(root):
         for name in files:
-            with open(os.path.join(directory, name), "rb") as handle:
-                os.fsync(handle.fileno())
-        _fsync_dir(Path(directory))
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Only POSIX systems let a directory be opened to flush its entries.
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+            fsync_file(Path(directory, name))
+        fsync_dir(Path(directory))

@@ -13,7 +13,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, Select, and_, bindparam, exists, literal, select, union
 
-from strata.core.projections.runner import table
+from strata.core.projections.base import table
 from strata.core.storage.schema import DerivationRow
 
 derivations = table(DerivationRow)

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
 from strata.core.errors import AssetNotFound
+from strata.core.ledger.log import utc_iso
+from strata.core.projections.base import table
 from strata.core.projections.lineage import Edge, walk
-from strata.core.projections.runner import table
+from strata.core.storage.db import db_now
 from strata.core.storage.schema import (
     AssetRow,
     BranchMoveRow,
     BranchRow,
     FinalRow,
+    JobLease,
     JobRow,
     ProjectionCheckpoint,
     ReviewRow,
@@ -65,19 +69,40 @@ def asset_row(conn: Connection, digest: str) -> dict[str, Any] | None:
 
 
 def job(conn: Connection, job_id: str) -> dict[str, Any] | None:
-    row = _one(conn, JobRow, job_id=job_id)
-    if row is not None:
-        row["request"] = json.loads(row["request"])
-        row["outputs"] = json.loads(row["outputs"]) if row["outputs"] else []
+    found = jobs(conn, job_id=job_id)
+    return found[0] if found else None
+
+
+def _decoded(row: dict[str, Any]) -> dict[str, Any]:
+    row["request"] = json.loads(row["request"])
+    row["outputs"] = json.loads(row["outputs"]) if row["outputs"] else []
     return row
 
 
-def jobs(conn: Connection, statuses: tuple[str, ...] = (), limit: int = 50) -> list[dict]:
-    t = table(JobRow)
-    query = select(t).order_by(t.c.requested_position.desc()).limit(limit)
+def jobs(conn: Connection, statuses: tuple[str, ...] = (), limit: int | None = 50,
+         job_id: str | None = None) -> list[dict[str, Any]]:
+    """The newest jobs first. A running job whose worker stopped heartbeating (its lease
+    expired, or was released by an interrupted `--wait`) carries `abandoned_since`: the
+    time its lease ran out, or the time of its last event if it has no lease."""
+    t, leases = table(JobRow), table(JobLease)
+    query = (select(t, leases.c.expires_at.label("lease_expires_at"))
+             .select_from(t.outerjoin(leases, leases.c.job_id == t.c.job_id))
+             .order_by(t.c.requested_position.desc()).limit(limit))
     if statuses:
         query = query.where(t.c.status.in_(statuses))
-    return [dict(r._mapping) for r in conn.execute(query)]
+    if job_id is not None:
+        query = query.where(t.c.job_id == job_id)
+    now = db_now(conn)
+    found = []
+    for row in conn.execute(query):
+        job = _decoded(dict(row._mapping))
+        expires = job.pop("lease_expires_at")
+        job["abandoned_since"] = None
+        if job["status"] == "running" and (expires is None or expires < now):
+            job["abandoned_since"] = (utc_iso(datetime.fromtimestamp(expires, UTC))
+                                      if expires is not None else "lease released")
+        found.append(job)
+    return found
 
 
 def branches(conn: Connection) -> list[dict[str, Any]]:
@@ -112,4 +137,4 @@ def checkpoints(conn: Connection) -> dict[str, int]:
 def job_ids_with_prefix(conn: Connection, prefix: str, limit: int = 2) -> list[str]:
     t = table(JobRow)
     return list(conn.scalars(select(t.c.job_id).where(t.c.job_id.startswith(prefix))
-                             .limit(limit)))
+                             .order_by(t.c.job_id).limit(limit)))

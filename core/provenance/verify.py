@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from strata.core.errors import LogShortened, VerificationFailed
 from strata.core.ledger.event_types import AssetDerived, AssetImported, JobCompleted, ProducedAsset
 from strata.core.ledger.events import Payload, RecordedEvent
 from strata.core.ledger.log import ChainBreak, Ledger
+from strata.core.projections.runner import log_shortened
+from strata.core.service import Strata
 from strata.core.storage.blobs import BlobStore
 
 
@@ -33,18 +36,50 @@ class VerifyReport:
     chain_breaks: list[ChainBreak] = field(default_factory=list)
     missing_blobs: dict[str, int] = field(default_factory=dict)  # digest → first position
     corrupt_blobs: list[str] = field(default_factory=list)
+    # Set when the projections have seen a position past the log's end: events deleted.
+    shortened: LogShortened | None = None
 
     @property
     def ok(self) -> bool:
-        return not (self.chain_breaks or self.missing_blobs or self.corrupt_blobs)
+        return not (self.chain_breaks or self.missing_blobs or self.corrupt_blobs
+                    or self.shortened)
 
     @property
     def first_bad_position(self) -> int | None:
         return min((b.position for b in self.chain_breaks), default=None)
 
+    def problems(self) -> list[str]:
+        """Every problem found, one line each, in the words `strata verify` prints."""
+        lines = [f"chain broken at position {b.position}: {b.reason}" for b in self.chain_breaks]
+        lines += [f"missing blob {digest} (referenced at position {position})"
+                  for digest, position in self.missing_blobs.items()]
+        lines += [f"corrupt blob {digest}: its bytes no longer hash to it"
+                  for digest in self.corrupt_blobs]
+        if self.shortened is not None:
+            lines.append(str(self.shortened))
+        return lines
+
+    def raise_if_failed(self) -> None:
+        if self.ok:
+            return
+        first = self.first_bad_position
+        where = f"; first bad position {first}" if first else ""
+        raise VerificationFailed(
+            f"verify FAILED: {len(self.problems())} problem(s) in {self.events} events{where}")
+
+
+def verify_store(strata: Strata, rehash: bool = True) -> VerifyReport:
+    """Recompute the hash chain from the first event; check (and re-hash) every blob;
+    and notice a log shorter than what its projections have already seen."""
+    report = verify(strata.ledger, strata.blobs, rehash)
+    state = strata.store.projections.state()
+    if state.seen > state.head:
+        report.shortened = log_shortened(state.head, state.seen)
+    return report
+
 
 def verify(ledger: Ledger, blobs: BlobStore, rehash: bool = True) -> VerifyReport:
-    """Recompute the hash chain from the first event; check (and re-hash) every blob."""
+    """The hash chain and the blobs alone (what a store without projections can check)."""
     report = VerifyReport()
     referenced: dict[str, int] = {}
 

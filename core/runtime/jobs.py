@@ -46,15 +46,11 @@ def request(strata: Strata, payload: JobRequest, idempotency_key: str | None = N
 
 def get(strata: Strata, job_ref: str) -> dict:
     """A job's row from the projection, by id or unique id prefix."""
+    job_id = strata.resolve_job(job_ref)
     with strata.view() as conn:
-        row = views.job(conn, job_ref)
-        if row is None and len(job_ref) >= 4:
-            matches = views.job_ids_with_prefix(conn, job_ref)
-            if len(matches) > 1:
-                raise JobError(f"{job_ref!r} matches several jobs; give more of its id")
-            row = views.job(conn, matches[0]) if matches else None
-    if row is None:
-        raise JobNotFound(f"no job matches {job_ref!r}")
+        row = views.job(conn, job_id)
+    if row is None:  # resolved from the same projection a moment ago
+        raise JobNotFound(f"no job {job_id}")
     return row
 
 

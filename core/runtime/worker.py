@@ -31,8 +31,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from strata.core.decisions import branches
 from strata.core.errors import (
     ConcurrencyError,
+    Interrupted,
     InvalidInput,
     JobError,
+    JobFailure,
     ModelError,
     RetryableError,
     StrataError,
@@ -45,7 +47,7 @@ from strata.core.ledger.event_types import (
 )
 from strata.core.ledger.events import Payload, RecordedEvent
 from strata.core.ledger.log import retry_on_conflict, utc_iso
-from strata.core.projections.runner import table, upsert
+from strata.core.projections.base import table, upsert
 from strata.core.runtime.executor import Executor, JobContext, JobInterrupted, Progress
 from strata.core.runtime.jobs import stream
 from strata.core.service import Strata
@@ -222,6 +224,10 @@ class Worker:
         except JobInterrupted:
             self._drop_lease(ctx)
             return None
+        except KeyboardInterrupt:
+            # Ctrl-C on `--wait`: hand the job back at once rather than after the lease.
+            self._drop_lease(ctx)
+            raise
         except Exception as error:
             return self._record_failure(ctx, started_version, error)
         finally:
@@ -328,3 +334,33 @@ class Worker:
             conn.execute(delete(leases).where(
                 leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
                 leases.c.worker == self.name))
+
+
+def run_here(strata: Strata, job_id: str, on_progress: Progress | None = None) -> dict[str, Any]:
+    """Run a job in this process (or wait for the worker that has it) and return its row
+    once completed. A job that fails or is cancelled raises JobFailure; Ctrl-C raises
+    Interrupted, saying what became of the job."""
+    from strata.core.layers import build_executors
+    from strata.core.runtime.jobs import get
+
+    row = get(strata, job_id)
+    worker = Worker(strata, build_executors((row["layer"],)), on_progress=on_progress)
+    try:
+        row = worker.wait_for(row["job_id"])
+    except KeyboardInterrupt:
+        raise Interrupted(_what_became_of(get(strata, job_id), worker.name)) from None
+    if row["status"] != "completed":
+        error = f": {row['error_class']}: {row['error_message']}" if row["error_class"] else ""
+        raise JobFailure(f"job {row['job_id']} {row['status']}{error}")
+    return row
+
+
+def _what_became_of(row: Mapping[str, Any], here: str) -> str:
+    job = row["job_id"]
+    if row["status"] in ("completed", "failed", "cancelled"):
+        return f"interrupted; job {job} had already {row['status']}"
+    if row["status"] == "running" and row["worker"] != here:
+        return (f"stopped waiting; job {job} goes on in worker {row['worker']} "
+                f"(`strata jobs` shows it; `strata cancel {job}` stops it)")
+    return (f"interrupted; job {job} is left unfinished and free to take: a `strata worker` "
+            f"runs it, `strata cancel {job}` drops it")

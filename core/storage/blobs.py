@@ -1,30 +1,40 @@
 """Content-addressed blob storage: `sha256:<hex>` → bytes, each stored exactly once.
 
-`BlobStore` is the interface every backend implements (the local folder first; an S3
-bucket later), so callers never know where the bytes live. Ingest is streamed in
-constant memory, and a blob appears under its final name only once it is complete and
-durable: written to a temporary file on the same file system, fsynced, then atomically
-renamed (rule 1: blob before event; rule 5: no partial blob under its final name).
+`BlobStore` is the interface every backend implements (the local folder in
+`storage/local.py`; an S3 bucket later), so callers never know where the bytes live.
+What does not depend on where the bytes live is done here, once: an ingest is streamed
+in constant memory to a temporary file in a local spool folder, hashed and bounded in
+size on the way, sniffed and inspected (images decoded in full), and only then handed to
+the backend, which makes it durable under its digest. So a refused input never reaches
+the backend, and a blob appears under its final name only once it is complete (rule 1:
+blob before event; rule 5: no partial blob under its final name).
+
+A backend implements the storage primitives: `_publish`, `_exists`, `_open` and
+`iter_digests`. Addresses are checked here before any primitive sees them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from strata.core.errors import AssetNotFound, BlobCorrupt, InvalidInput
+from strata.core.errors import BlobCorrupt, InvalidInput
 from strata.core.ledger.event_types import AssetInfo
 from strata.core.storage.media import SNIFF_BYTES, inspect
 
 CHUNK = 1024 * 1024
 DIGEST_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+# Temporary files of ingests in progress (or of killed ones) in a spool folder.
+TEMPORARY_PREFIX, TEMPORARY_SUFFIX = "ingest-", ".part"
 
 
 def parse_digest(digest: str) -> str:
@@ -36,26 +46,85 @@ def parse_digest(digest: str) -> str:
 
 
 class BlobStore(ABC):
-    """Where the bytes of assets live."""
+    """Where the bytes of assets live.
+
+    `spool` is a local folder, named by the backend, that holds each ingest's temporary
+    file while it is hashed and inspected; it holds nothing else.
+    """
+
+    def __init__(self, spool: Path, max_image_pixels: int, max_bytes: int) -> None:
+        self.spool = spool
+        self.max_image_pixels = max_image_pixels
+        self.max_bytes = max_bytes
+
+    # --- the storage primitives of a backend -------------------------------------------
 
     @abstractmethod
-    def ingest(self, source: BinaryIO) -> AssetInfo:
-        """Store the bytes read from `source` and describe them."""
+    def _publish(self, temporary: Path, digest: str) -> None:
+        """Make the complete, inspected file `temporary` durable under `digest`.
+
+        Idempotent: when `digest` is already stored, the stored blob is kept as it is.
+        The method may move `temporary` away; whatever is left of it is removed after.
+        """
 
     @abstractmethod
-    def exists(self, digest: str) -> bool: ...
+    def _exists(self, digest: str) -> bool:
+        """Whether a complete blob is stored under the (valid) `digest`."""
 
     @abstractmethod
-    def open(self, digest: str) -> BinaryIO:
-        """A binary file object over the stored bytes."""
+    def _open(self, digest: str) -> BinaryIO:
+        """The stored bytes of the (valid) `digest`; AssetNotFound when there are none."""
 
     @abstractmethod
     def iter_digests(self) -> Iterator[str]:
-        """Every complete blob in the store (never a temporary file)."""
+        """Every complete blob in the store, in order (never a temporary file)."""
 
-    def stale_temporary_files(self) -> list[Path]:
-        """Leftovers of ingests killed before their rename (never part of the store)."""
-        return []
+    # --- ingest ---------------------------------------------------------------------------
+
+    def ingest(self, source: BinaryIO) -> AssetInfo:
+        """Store the bytes read from `source` and describe them.
+
+        Refused input (too large, a broken image, a decompression bomb) raises
+        InvalidInput and leaves nothing behind: no blob, no temporary file.
+        """
+        self.spool.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(dir=self.spool, prefix=TEMPORARY_PREFIX,
+                                            suffix=TEMPORARY_SUFFIX)
+        temporary = Path(name)
+        try:
+            with os.fdopen(descriptor, "wb") as spooled:
+                digest, size, head = self._spool(source, spooled)
+            info = inspect(temporary, head, self.max_image_pixels)
+            self._publish(temporary, digest)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return AssetInfo(
+            digest=digest,
+            media_type=info.media_type,
+            size=size,
+            width=info.width,
+            height=info.height,
+            phash=info.phash,
+            dhash=info.dhash,
+        )
+
+    def _spool(self, source: BinaryIO, spooled: BinaryIO) -> tuple[str, int, bytes]:
+        """Copy `source` to `spooled` chunk by chunk: its digest, size and first bytes."""
+        hasher = hashlib.sha256()
+        size = 0
+        head = b""
+        while chunk := source.read(CHUNK):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise InvalidInput(
+                    f"refused: the file is larger than the limit of {self.max_bytes:,} "
+                    "bytes (STRATA_MAX_UPLOAD_BYTES)"
+                )
+            if len(head) < SNIFF_BYTES:
+                head += chunk[: SNIFF_BYTES - len(head)]
+            hasher.update(chunk)
+            spooled.write(chunk)
+        return f"sha256:{hasher.hexdigest()}", size, head
 
     def ingest_path(self, path: Path) -> AssetInfo:
         if not path.is_file():
@@ -67,9 +136,65 @@ class BlobStore(ABC):
             raise InvalidInput(f"{path}: {exc}") from exc
 
     def ingest_bytes(self, data: bytes) -> AssetInfo:
-        import io
-
         return self.ingest(io.BytesIO(data))
+
+    # --- leftovers of killed ingests ----------------------------------------------------------
+
+    def stale_temporary_files(self) -> list[Path]:
+        """Temporary files in the spool: those of ingests killed before they finished (never
+        part of the store), and those of ingests running right now."""
+        if not self.spool.is_dir():
+            return []
+        return sorted(self.spool.glob(f"{TEMPORARY_PREFIX}*{TEMPORARY_SUFFIX}"))
+
+    def remove_stale_temporary_files(self, older_than_seconds: float) -> list[Path]:
+        """Remove the temporary files not written to for `older_than_seconds`, and name them.
+
+        An ingest in progress writes to its file as it reads; choose an age longer than
+        the slowest upload can stall and an image can take to decode, so that only
+        leftovers of killed ingests are removed.
+        """
+        cutoff = time.time() - older_than_seconds
+        removed = []
+        for temporary in self.stale_temporary_files():
+            try:
+                if temporary.stat().st_mtime < cutoff:
+                    temporary.unlink()
+                    removed.append(temporary)
+            except FileNotFoundError:
+                continue  # its ingest finished (or another cleanup won) meanwhile
+        return removed
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def exists(self, digest: str) -> bool:
+        parse_digest(digest)  # paths and prefixes are refused before a backend sees them
+        return self._exists(digest)
+
+    def open(self, digest: str) -> BinaryIO:
+        """A binary file over the stored bytes, to be read front to back: it may be a stream
+        that cannot seek (a network body). Readers that seek, such as Pillow, use
+        `open_seekable`. AssetNotFound when no blob is stored under `digest`."""
+        parse_digest(digest)
+        return self._open(digest)
+
+    def open_seekable(self, digest: str) -> BinaryIO:
+        """A seekable binary file over the stored bytes: the backend's own file when it can
+        seek (the local store's), else a copy in an anonymous file in the spool, which the
+        operating system removes once it is closed."""
+        stored = self.open(digest)
+        if stored.seekable():
+            return stored
+        with stored:
+            self.spool.mkdir(parents=True, exist_ok=True)
+            copy = tempfile.TemporaryFile(dir=self.spool)  # noqa: SIM115 (the caller closes it)
+            try:
+                shutil.copyfileobj(stored, copy, CHUNK)
+                copy.seek(0)
+            except BaseException:
+                copy.close()
+                raise
+        return copy
 
     def read_bytes(self, digest: str, verify: bool = True) -> bytes:
         with self.open(digest) as handle:
@@ -85,102 +210,3 @@ class BlobStore(ABC):
             while chunk := handle.read(CHUNK):
                 hasher.update(chunk)
         return f"sha256:{hasher.hexdigest()}" == digest
-
-
-class LocalBlobStore(BlobStore):
-    """Blobs as files `objects/ab/cdef…` in a local folder."""
-
-    def __init__(self, root: Path, max_image_pixels: int, max_bytes: int) -> None:
-        self.root = root
-        self.tmp = root / "tmp"
-        self.max_image_pixels = max_image_pixels
-        self.max_bytes = max_bytes
-
-    def path_of(self, digest: str) -> Path:
-        hex_digest = parse_digest(digest)
-        return self.root / hex_digest[:2] / hex_digest[2:]
-
-    def ingest(self, source: BinaryIO) -> AssetInfo:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        hasher = hashlib.sha256()
-        size = 0
-        head = b""
-        fd, tmp_name = tempfile.mkstemp(dir=self.tmp, prefix="ingest-", suffix=".part")
-        tmp_path = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                while chunk := source.read(CHUNK):
-                    size += len(chunk)
-                    if size > self.max_bytes:
-                        raise InvalidInput(
-                            f"refused: the file is larger than the limit of {self.max_bytes:,} "
-                            "bytes (STRATA_MAX_UPLOAD_BYTES)"
-                        )
-                    if len(head) < SNIFF_BYTES:
-                        head += chunk[: SNIFF_BYTES - len(head)]
-                    hasher.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            info = inspect(tmp_path, head, self.max_image_pixels)
-            digest = f"sha256:{hasher.hexdigest()}"
-            final = self.path_of(digest)
-            if final.exists():
-                tmp_path.unlink()
-                # Another writer may have been killed between its rename and its fsync:
-                # make the entry durable before an event comes to rely on it.
-                _fsync_dir(final.parent)
-            else:
-                if not final.parent.is_dir():
-                    final.parent.mkdir(exist_ok=True)
-                    _fsync_dir(self.root)  # the new shard folder must survive a crash too
-                os.replace(tmp_path, final)
-                _fsync_dir(final.parent)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-        return AssetInfo(
-            digest=digest,
-            media_type=info.media_type,
-            size=size,
-            width=info.width,
-            height=info.height,
-            phash=info.phash,
-            dhash=info.dhash,
-        )
-
-    def exists(self, digest: str) -> bool:
-        return self.path_of(digest).is_file()
-
-    def open(self, digest: str) -> BinaryIO:
-        try:
-            return self.path_of(digest).open("rb")
-        except FileNotFoundError:
-            raise AssetNotFound(f"blob {digest} is not in the store at {self.root}") from None
-
-    def iter_digests(self) -> Iterator[str]:
-        if not self.root.is_dir():
-            return
-        for shard in sorted(self.root.iterdir()):
-            if len(shard.name) != 2 or not shard.is_dir():
-                continue
-            for blob in sorted(shard.iterdir()):
-                digest = f"sha256:{shard.name}{blob.name}"
-                if DIGEST_RE.fullmatch(digest):
-                    yield digest
-
-    def stale_temporary_files(self) -> list[Path]:
-        return sorted(self.tmp.glob("*.part")) if self.tmp.is_dir() else []
-
-    def copy_to(self, digest: str, destination: Path) -> None:
-        with self.open(digest) as source, destination.open("wb") as out:
-            shutil.copyfileobj(source, out, CHUNK)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # The rename itself must survive a crash, not only the file's contents.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

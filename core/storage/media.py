@@ -73,8 +73,8 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
     import imagehash
     from PIL import Image, UnidentifiedImageError
 
-    # Pillow refuses on its own above twice its global limit; make that limit ours, so a
-    # configured STRATA_MAX_IMAGE_PIXELS is honoured and every bomb gets the same message.
+    # Pillow refuses on its own above twice its global limit, before the size is known
+    # here; make that limit ours, so a configured STRATA_MAX_IMAGE_PIXELS is honoured.
     Image.MAX_IMAGE_PIXELS = max_pixels
     try:
         with warnings.catch_warnings():
@@ -84,18 +84,15 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
         with image:
             width, height = image.size
             if width * height > max_pixels:
-                raise InvalidInput(
-                    f"refused as a decompression bomb: {width}x{height} = {width * height:,} "
-                    f"pixels is more than the limit of {max_pixels:,} (STRATA_MAX_IMAGE_PIXELS)"
-                )
+                raise _bomb(f"{width}x{height} = {width * height:,} pixels is", max_pixels)
             image.load()  # raises on truncated or corrupt data
             rgb = image.convert("RGB")
     except InvalidInput:
         raise
     except Image.DecompressionBombError as exc:
-        raise InvalidInput(
-            f"refused as a decompression bomb: {exc} (limit: STRATA_MAX_IMAGE_PIXELS)"
-        ) from exc
+        # Pillow refuses above twice the limit, before the size reaches this code; its own
+        # message names that doubled threshold, so say the user's limit instead.
+        raise _bomb("the image has", max_pixels) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"refused a corrupt or truncated {media_type} image: {exc}") from exc
     return MediaInfo(
@@ -104,6 +101,13 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
         height=height,
         phash=str(imagehash.phash(rgb)),
         dhash=str(imagehash.dhash(rgb)),
+    )
+
+
+def _bomb(what: str, max_pixels: int) -> InvalidInput:
+    return InvalidInput(
+        f"refused as a decompression bomb: {what} more than the limit of {max_pixels:,} "
+        "pixels (STRATA_MAX_IMAGE_PIXELS)"
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from strata.core.config import Settings
-from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound, JobError
+from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound
 from strata.core.layers.selection import SelectionRequested
 from strata.core.ledger.event_types import AssetImported, AssetInfo, SelectionRated
 from strata.core.ledger.events import NewEvent
@@ -63,7 +63,7 @@ def test_an_ambiguous_asset_prefix_is_refused_naming_both(two_assets: Strata) ->
 
 
 def test_an_ambiguous_event_prefix_is_refused(two_events: Strata) -> None:
-    with pytest.raises(AmbiguousReference, match="'beef' matches several events"):
+    with pytest.raises(AmbiguousReference, match="'beef' is ambiguous: it matches several events"):
         two_events.resolve_event("beef")
     assert two_events.resolve_event("beef1").event_id == SECOND_EVENT
     assert two_events.resolve_event("BEEF0").event_id == FIRST_EVENT
@@ -72,17 +72,15 @@ def test_an_ambiguous_event_prefix_is_refused(two_events: Strata) -> None:
 
 
 def test_an_ambiguous_job_prefix_is_refused_and_cancels_nothing(two_jobs: Strata) -> None:
-    with pytest.raises(JobError, match="'cafe' matches several jobs"):
+    with pytest.raises(AmbiguousReference, match="'cafe' is ambiguous: it matches several jobs"):
         jobs.get(two_jobs, "cafe")
-    with pytest.raises(JobError, match="several jobs"):
+    with pytest.raises(AmbiguousReference, match="several jobs"):
         jobs.cancel(two_jobs, "cafe")
     assert {jobs.get(two_jobs, j)["status"] for j in (FIRST_JOB, SECOND_JOB)} == {"requested"}
     assert jobs.get(two_jobs, "cafe1")["job_id"] == SECOND_JOB
     assert jobs.cancel(two_jobs, "cafe0").data["job_id"] == FIRST_JOB
 
 
-@pytest.mark.xfail(strict=True, reason="event and job ambiguity do not name the candidates "
-                                       "and jobs raise JobError, not AmbiguousReference")
 def test_ambiguous_event_and_job_prefixes_name_both_candidates(
     two_events: Strata, two_jobs: Strata
 ) -> None:
@@ -104,8 +102,7 @@ def cli(settings: Settings, tmp_path: Path) -> Cli:
 
 
 @pytest.mark.parametrize("command", [
-    pytest.param("show", marks=pytest.mark.xfail(
-        strict=True, reason="show reports ambiguity as not found — being fixed")),
+    "show",
     "lineage",
     "pick",
 ])

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-import json
-import sys
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.markup import escape
 from rich.tree import Tree
 
-from strata.api.cli.app import AsOf, app, console, open_strata, short
+from strata.api.cli.app import (
+    AsOf,
+    Json,
+    app,
+    console,
+    err_console,
+    open_strata,
+    print_json,
+    print_rows,
+    short,
+)
 from strata.core.errors import InvalidInput, NotFound
-from strata.core.ledger.events import RecordedEvent, UnknownPayload
-from strata.core.projections.lineage import Direction, walk
+from strata.core.ledger.events import RecordedEvent, UnknownPayload, registry
+from strata.core.projections.lineage import Direction, Edge
 
 
 @app.command()
@@ -28,17 +37,13 @@ def add(
         "external"
     ),
 ) -> None:
-    """Import files into the store (records asset.imported, or asset.derived with --from)."""
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise InvalidInput(f"not a file: {', '.join(missing)}; nothing was imported")
-    if role not in ("source", "mask", "layer", "audio", "reference", "parent"):
-        raise InvalidInput(f"unknown role {role!r}")
-    strata = open_strata()
-    for path in files:
-        event = strata.add_file(path, [(p, role) for p in parent], operation)  # type: ignore[misc]
-        data = event.data.get("asset") or event.data["output"]["asset"]
-        console.print(f"{short(data['digest'])}  {data['media_type']:<24} {path}")
+    """Import files (all or none): asset.imported, or asset.derived with --from."""
+    events = open_strata().add_files(files, [(ref, role) for ref in parent], operation)
+    rows = []
+    for path, event in zip(files, events, strict=True):
+        asset = event.data.get("asset") or event.data["output"]["asset"]
+        rows.append((short(asset["digest"]), asset["media_type"], path))
+    print_rows(("asset", "type", "file"), rows)
 
 
 @app.command()
@@ -47,34 +52,38 @@ def log(
     type_: Annotated[
         list[str], typer.Option("--type", help="only these event types")
     ] = [],  # noqa: B006
-    limit: Annotated[int, typer.Option(help="how many of the newest events")] = 20,
+    limit: Annotated[int, typer.Option(help="how many of the newest events (1 or more)")] = 20,
     as_of: AsOf = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON envelope per line")] = False,
 ) -> None:
     """The newest events of the log, oldest first."""
+    if limit < 1:
+        raise InvalidInput(f"--limit must be 1 or more, not {limit}")
+    unknown = [t for t in type_ if not registry.known(t)]
+    if unknown:
+        err_console.print(f"note: no event type {', '.join(map(repr, unknown))} is known to this "
+                          "version; `strata log --json` shows the types in the log")
     strata = open_strata()
+    if as_of is not None:
+        strata.require_position(as_of)
     events = strata.ledger.read_last(
         limit, types=type_ or None, streams=[stream] if stream else None, to_position=as_of
     )
     if as_json:
         for event in events:
-            sys.stdout.write(json.dumps({**event.envelope(), "hash": event.hash}) + "\n")
+            print_json({**event.envelope(), "prev_hash": event.prev_hash, "hash": event.hash})
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("pos", "type", "stream", "v", "event", "when", "summary"):
-        table.add_column(column, no_wrap=column in ("type", "when", "event"))
-    for event in events:
-        table.add_row(
-            str(event.position), event.type, event.stream, str(event.version),
-            event.event_id[:10], event.recorded_at[:19], summarize(event),
-        )
-    console.print(table)
+    if not events and console.is_terminal:
+        err_console.print("no events match")
+    print_rows(("pos", "type", "stream", "v", "event", "when", "summary"), [
+        (event.position, event.type, event.stream, event.version, event.event_id[:10],
+         event.recorded_at[:19], summarize(event)) for event in events])
 
 
 def summarize(event: RecordedEvent) -> str:
     payload = event.payload
     if isinstance(payload, UnknownPayload):
-        return "[dim](unknown to this version)[/]"
+        return "(unknown to this version)"
     return payload.summary()
 
 
@@ -82,60 +91,55 @@ def summarize(event: RecordedEvent) -> str:
 def show(
     ref: Annotated[str, typer.Argument(help="an asset hash prefix or an event id prefix")],
     as_of: AsOf = None,
+    as_json: Json = False,
 ) -> None:
     """Everything known about an asset (what made it, what was made from it) or an event."""
-    from strata.core.errors import AssetNotFound, EventNotFound
-    from strata.core.projections import views
+    from strata.core.lookup import EventFound, lookup
 
-    strata = open_strata()
-    with strata.view(as_of) as conn:
-        try:
-            digest = strata.resolve_asset(ref, conn)
-        except (AssetNotFound, InvalidInput):
-            digest = None
-        if digest is None:
-            try:
-                event = strata.resolve_event(ref)
-            except EventNotFound:
-                when = f" at position {as_of}" if as_of is not None else ""
-                raise EventNotFound(f"no asset or event matches {ref!r}{when}") from None
-            if as_of is not None and event.position > as_of:
-                raise EventNotFound(f"event {event.event_id} was recorded after position {as_of}")
+    found = lookup(open_strata(), ref, as_of)
+    if isinstance(found, EventFound):
+        event = found.event
+        if as_json:
+            print_json({**event.envelope(), "prev_hash": event.prev_hash, "hash": event.hash})
+        else:
             show_event(event)
-            return
-        details = views.asset_details(conn, digest)
-    created = strata.ledger.get(details.asset["created_event_id"])
+        return
+    details = found.details
+    if as_json:
+        print_json({**dataclasses.asdict(details), "recipe": found.recipe,
+                    "recorded_by": found.created.meta if found.created else None})
+        return
     asset = details.asset
-    console.print(f"[bold]asset[/] {asset['digest']}")
+    say = console.print
+    say(f"[bold]asset[/] {asset['digest']}")
     size = f"{asset['width']}x{asset['height']}" if asset["width"] else "-"
-    console.print(f"  {asset['media_type']}, {asset['size']:,} bytes, {size}")
+    say(f"  {asset['media_type']}, {asset['size']:,} bytes, {size}")
     if asset["phash"]:
-        console.print(f"  phash {asset['phash']}  dhash {asset['dhash']}")
-    console.print(f"  made by: {asset['layer']} (event {asset['created_position']}"
-                  f"{', job ' + asset['job_id'] if asset['job_id'] else ''})")
-    if created is not None:
-        console.print(f"  recorded {created.recorded_at} by {created.meta.get('actor')}"
-                      f"@{created.meta.get('host')}")
-    if asset["job_id"]:
-        from strata.core.provenance.recipe import recipe
-
-        console.print("  recipe:")
-        for key, value in recipe(strata, digest).items():
-            if key in ("scheduler", "versions", "model") and isinstance(value, dict):
+        say(f"  phash {asset['phash']}  dhash {asset['dhash']}")
+    say(f"  made by: {asset['layer']} (event {asset['created_position']}"
+        f"{', job ' + asset['job_id'] if asset['job_id'] else ''})")
+    if found.created is not None:
+        meta = found.created.meta
+        say(f"  recorded {found.created.recorded_at} by {meta.get('actor')}@{meta.get('host')}")
+    shown = {k: v for k, v in found.recipe.items()
+             if k not in ("layer", "inputs", "actor", "host", "made_at", "job_id")}
+    if shown:
+        say("  recipe:")
+        for key, value in shown.items():
+            if isinstance(value, dict) and key in ("scheduler", "model", "timings"):
                 value = value.get("class_name") or value.get("digest") or value
-            if key not in ("layer", "inputs", "actor", "host", "made_at", "job_id"):
-                console.print(f"    {key}: {value}")
+            say(f"    {key}: {escape(str(value))}")
     for edge in details.parents:
-        console.print(f"  ← {edge.role}: {short(edge.input_digest)} ({edge.operation})")
+        say(f"  ← {edge.role}: {short(edge.input_digest)} ({edge.layer} {edge.operation})")
     for edge in details.children:
-        console.print(f"  → {short(edge.output_digest)} ({edge.layer} {edge.operation})")
+        say(f"  → {short(edge.output_digest)} ({edge.layer} {edge.operation})")
     for label, state in (("selection", details.selection), ("review", details.review),
                          ("final", details.final)):
         if state:
-            shown = {k: v for k, v in state.items() if k != "digest" and v is not None}
-            console.print(f"  {label}: {shown}")
+            facts = {k: v for k, v in state.items() if k != "digest" and v is not None}
+            say(f"  {label}: {escape(str(facts))}")
     if details.branches:
-        console.print(f"  head of: {', '.join(details.branches)}")
+        say(f"  head of: {', '.join(details.branches)}")
 
 
 def show_event(event: RecordedEvent) -> None:
@@ -156,6 +160,7 @@ def lineage(
     path_from: Annotated[str | None, typer.Option(
         "--from", help="the shortest chain from this ancestor down to the asset")] = None,
     as_of: AsOf = None,
+    as_json: Json = False,
 ) -> None:
     """The lineage of an asset drawn as a tree: what made it, or what was made from it."""
     from strata.core.projections import lineage as queries
@@ -165,21 +170,34 @@ def lineage(
     with strata.view(as_of) as conn:
         digest = strata.resolve_asset(ref, conn)
         if roots:
-            for root in queries.roots(conn, digest):
-                console.print(root)
+            found = queries.roots(conn, digest)
+            if as_json:
+                print_json({"asset": digest, "roots": found})
+            else:
+                print_rows(("root",), [(root,) for root in found])
             return
         if path_from is not None:
             ancestor = strata.resolve_asset(path_from, conn)
             chain = queries.path(conn, ancestor, digest)
             if chain is None:
                 raise NotFound(f"{short(digest)} does not descend from {short(ancestor)}")
-            console.print(" → ".join(short(d) for d in chain))
+            if as_json:
+                print_json({"from": ancestor, "to": digest, "path": chain})
+            else:
+                console.print(" → ".join(short(d) for d in chain))
             return
-        edges = walk(conn, digest, direction, depth)
-    console.print(lineage_tree(digest, edges, direction))
+        edges = queries.walk(conn, digest, direction, depth)
+    if as_json:
+        print_json({"asset": digest, "direction": direction,
+                    "edges": [dataclasses.asdict(edge) for edge in edges]})
+    elif not console.is_terminal:
+        print_rows((), [(e.input_digest, e.output_digest, e.role, e.layer, e.operation, e.depth)
+                        for e in edges])
+    else:
+        console.print(lineage_tree(digest, edges, direction))
 
 
-def lineage_tree(digest: str, edges: list[Any], direction: Direction) -> Tree:
+def lineage_tree(digest: str, edges: list[Edge], direction: Direction) -> Tree:
     below: dict[str, list[Any]] = {}
     for edge in edges:
         key = edge.output_digest if direction == "up" else edge.input_digest

@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from strata.api.cli.app import app, console, open_strata, short
+from strata.api.cli.app import Json, app, console, open_strata, print_json, print_rows, short
 from strata.core.decisions import branches
-from strata.core.errors import InvalidInput
 from strata.core.projections import views
 
 branch_app = typer.Typer(help="Named heads over the iterations of a piece of work.",
@@ -18,7 +16,7 @@ app.add_typer(branch_app, name="branch")
 
 
 @branch_app.callback()
-def list_branches(ctx: typer.Context) -> None:
+def list_branches(ctx: typer.Context, as_json: Json = False) -> None:
     """List the branches (the current one is starred)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -26,9 +24,11 @@ def list_branches(ctx: typer.Context) -> None:
     current = branches.current(strata)
     with strata.view() as conn:
         rows = views.branches(conn)
-    for row in rows:
-        star = "*" if row["name"] == current else " "
-        console.print(f"{star} {row['name']:<24} {short(row['head'])}")
+    if as_json:
+        print_json([{**row, "current": row["name"] == current} for row in rows])
+        return
+    print_rows(("", "branch", "head"), [("*" if row["name"] == current else " ", row["name"],
+                                         short(row["head"])) for row in rows])
 
 
 @branch_app.command("create")
@@ -53,21 +53,15 @@ def advance_branch(
 
 
 @branch_app.command("log")
-def branch_log(name: str) -> None:
+def branch_log(name: str, as_json: Json = False) -> None:
     """Every head the branch ever had, oldest first (rollbacks included)."""
-    strata = open_strata()
-    with strata.view() as conn:
-        if views.branch(conn, name) is None:
-            raise InvalidInput(f"no branch named {name!r}")
-        moves = views.branch_moves(conn, name)
-    table = Table(box=None, header_style="bold")
-    for column in ("pos", "action", "head", "from", "when", "reason"):
-        table.add_column(column)
-    for move in moves:
-        table.add_row(str(move["position"]), move["action"], short(move["head"]),
-                      short(move["previous_head"]), move["recorded_at"][:19],
-                      move["reason"] or "")
-    console.print(table)
+    moves = branches.moves(open_strata(), name)
+    if as_json:
+        print_json(moves)
+        return
+    print_rows(("pos", "action", "head", "from", "when", "reason"), [
+        (move["position"], move["action"], short(move["head"]), short(move["previous_head"]),
+         move["recorded_at"][:19], move["reason"] or "") for move in moves])
 
 
 @app.command()
@@ -85,9 +79,6 @@ def rollback(
     reason: Annotated[str | None, typer.Option(help="why")] = None,
 ) -> None:
     """Point a branch back at an earlier head; nothing is removed."""
-    strata = open_strata()
-    name = branch or branches.current(strata)
-    if name is None:
-        raise InvalidInput("no branch given and none is checked out")
-    event = branches.rollback(strata, name, to, reason)
-    console.print(f"{name}: {short(event.data['previous_head'])} → {short(event.data['head'])}")
+    event = branches.rollback(open_strata(), branch, to, reason)
+    console.print(f"{event.data['name']}: {short(event.data['previous_head'])} → "
+                  f"{short(event.data['head'])}")

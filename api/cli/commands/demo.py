@@ -17,7 +17,7 @@ def demo() -> None:
     """Initialise a store if needed and run generate → select → iterate → branch → roll back
     → review → final on the tiny model; print the final asset's lineage."""
     from strata.core.demo import run_demo
-    from strata.core.provenance.verify import verify
+    from strata.core.provenance.verify import verify_store
 
     strata = Strata(Store.open(Settings(), create=True))
     console.print(f"store: {strata.store.settings.resolved_home}")
@@ -34,7 +34,7 @@ def demo() -> None:
     with strata.view() as conn:
         edges = walk(conn, result.final, "up", depth=50)
     console.print(lineage_tree(result.final, edges, "up"))
-    report = verify(strata.ledger, strata.blobs)
+    report = verify_store(strata)
     console.print(f"verify: {'OK' if report.ok else 'FAILED'} — {report.events} events, "
                   f"{report.blobs_checked} blobs re-hashed")
     console.print("explore: strata log · strata show <asset> · strata branch log "

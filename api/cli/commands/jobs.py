@@ -2,58 +2,70 @@
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from strata.api.cli.app import app, console, err_console, open_strata, short
+from strata.api.cli.app import (
+    Json,
+    app,
+    console,
+    err_console,
+    open_strata,
+    print_json,
+    print_rows,
+    short,
+)
 from strata.core.decisions import branches
-from strata.core.errors import InvalidInput, JobError
+from strata.core.errors import InvalidInput
 from strata.core.layers import names as layer_names
 from strata.core.ledger.event_types import JobRequest
 from strata.core.runtime import jobs
+from strata.core.runtime.executor import Progress as ProgressCallback
 from strata.core.service import Strata
 
 Wait = Annotated[bool, typer.Option("--wait", help="run the job here and show its progress")]
 SIZE = re.compile(r"^(\d+)x(\d+)$")
 
 
-def run_inline(strata: Strata, job_id: str, layer: str) -> dict[str, Any]:
-    """Run the job in this process (or wait for the worker that has it), with progress."""
-    from strata.core.layers import build_executors
-    from strata.core.runtime.worker import Worker
-
+@contextmanager
+def progress_bar(label: str) -> Iterator[ProgressCallback]:
+    """A progress bar fed by an executor's (job, done, total) reports."""
     with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total} steps"), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
-        task: TaskID = progress.add_task(f"{layer} {job_id[:8]}", total=None)
+        task = progress.add_task(label, total=None)
 
-        def on_progress(_job: str, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+        def on_progress(job_id: str, done: int, total: int) -> None:
+            progress.update(task, description=f"job {job_id[:8]}", completed=done, total=total)
 
-        worker = Worker(strata, build_executors((layer,)), on_progress=on_progress)
-        row = worker.wait_for(job_id)
-    if row["status"] == "failed":
-        raise JobError(f"job {job_id} failed: {row['error_class']}: {row['error_message']}")
-    return row
+        yield on_progress
 
 
-def submit(strata: Strata, request: JobRequest, layer: str, wait: bool) -> dict[str, Any]:
-    jobs.request(strata, request)
-    console.print(f"requested {layer} job [bold]{request.job_id}[/]")
-    if not wait:
-        console.print("a `strata worker` will run it; or use --wait to run it here")
-        return {}
-    row = run_inline(strata, request.job_id, layer)
+def run_here(strata: Strata, job_id: str) -> dict[str, Any]:
+    """Run the job in this process (or wait for the worker that has it), with progress."""
+    from strata.core.runtime.worker import run_here as run
+
+    with progress_bar(f"job {job_id[:8]}") as on_progress:
+        row = run(strata, job_id, on_progress)
     for digest in row["outputs"]:
         console.print(f"  → {short(digest)}")
     return row
+
+
+def submit(strata: Strata, request: JobRequest, wait: bool) -> dict[str, Any] | None:
+    event = jobs.request(strata, request)
+    console.print(f"requested {event.type.split('.', 1)[0]} job [bold]{request.job_id}[/]")
+    if not wait:
+        console.print("a `strata worker` will run it; or use --wait to run it here")
+        return None
+    return run_here(strata, request.job_id)
 
 
 @app.command()
@@ -81,9 +93,9 @@ def generate(
     request = build_request(
         strata, prompt, model=model, n=n, seed=seed, negative_prompt=negative, steps=steps,
         cfg=cfg, width=int(match.group(1)), height=int(match.group(2)), scheduler=scheduler,
-        branch=branch or branches.current(strata), device=device,
+        branch=branches.resolve(strata, branch), device=device,
     )
-    submit(strata, request, "generation", wait)
+    submit(strata, request, wait)
 
 
 select_app = typer.Typer(help="Automatic curation.", no_args_is_help=True)
@@ -99,39 +111,20 @@ def select_auto(
     wait: Wait = True,
 ) -> None:
     """Drop near-duplicates and rank the rest by the documented quality score."""
-    from strata.core.layers.selection import SelectionRequested
+    from strata.core.layers import selection
 
     strata = open_strata()
-    source_job, candidates = None, []
-    if len(refs) == 1:
-        try:
-            row = jobs.get(strata, refs[0])
-            source_job, candidates = row["job_id"], row["outputs"]
-        except JobError:
-            pass
-    if not candidates:
-        candidates = [strata.resolve_asset(ref) for ref in refs]
-    request = SelectionRequested(job_id=jobs.new_job_id(), candidates=candidates,
-                                 dedupe_distance=dedupe_distance, top=top,
-                                 source_job=source_job)
-    row = submit(strata, request, "selection", wait)
-    if row:
-        event = strata.ledger.read_stream(jobs.stream(request.job_id))[-1]
-        show_selection(event.data)
-
-
-def show_selection(data: dict[str, Any]) -> None:
-    table = Table(box=None, header_style="bold")
-    for column in ("rank", "asset", "score", "sharpness", "exposure", "contrast", "cluster"):
-        table.add_column(column)
-    ordered = sorted(data["scored"].items(),
-                     key=lambda item: (item[1]["rank"] is None, item[1]["rank"] or 0, item[0]))
-    for digest, facts in ordered:
-        table.add_row(str(facts["rank"] or "-"), short(digest), f"{facts['score']:.3f}",
-                      f"{facts['sharpness']:.1f}", f"{facts['exposure']:.2f}",
-                      f"{facts['contrast']:.2f}",
-                      "" if facts["cluster"] == digest else f"dup of {short(facts['cluster'])}")
-    console.print(table)
+    request = selection.build_request(strata, refs, dedupe_distance, top)
+    if submit(strata, request, wait) is None:
+        return
+    decided = selection.result(strata, request.job_id)
+    ordered = sorted(decided.scored.items(),
+                     key=lambda item: (item[1].rank is None, item[1].rank or 0, item[0]))
+    print_rows(("rank", "asset", "score", "sharpness", "exposure", "contrast", "cluster"), [
+        (facts.rank or "-", short(digest), f"{facts.score:.3f}", f"{facts.sharpness:.1f}",
+         f"{facts.exposure:.2f}", f"{facts.contrast:.2f}",
+         "" if facts.cluster == digest else f"dup of {short(facts.cluster)}")
+        for digest, facts in ordered])
 
 
 @app.command()
@@ -141,6 +134,8 @@ def iterate(
         "--set", help="key=value or key+=text, e.g. steps=40, 'prompt+=, golden hour'")] = [],  # noqa: B006
     seed: Annotated[str, typer.Option(help="keep: the asset's seed; new: a fresh one")]
     = "keep",
+    branch: Annotated[str | None, typer.Option(
+        help="default: the original job's branch, else the current one")] = None,
     wait: Wait = False,
 ) -> None:
     """Re-issue the request that produced ASSET with adjusted parameters."""
@@ -149,54 +144,58 @@ def iterate(
     if seed not in ("keep", "new"):
         raise InvalidInput(f"--seed is keep or new, not {seed!r}")
     strata = open_strata()
-    event = reissue(strata, asset, set_, seed, branch=branches.current(strata))  # type: ignore[arg-type]
-    layer = event.type.split(".", 1)[0]
+    event = reissue(strata, asset, set_, seed, branch=branch)  # type: ignore[arg-type]
     console.print(f"iterating job {event.data['iterates'][:8]}: "
                   + ", ".join(f"{k} {v['from']!r} → {v['to']!r}"
                               for k, v in event.data["changes"].items()))
-    console.print(f"requested {layer} job [bold]{event.data['job_id']}[/]")
+    console.print(f"requested {event.type.split('.', 1)[0]} job [bold]{event.data['job_id']}[/]")
     if wait:
-        row = run_inline(strata, event.data["job_id"], layer)
-        for digest in row["outputs"]:
-            console.print(f"  → {short(digest)}")
+        run_here(strata, event.data["job_id"])
 
 
 @app.command()
-def diff(a: str, b: str) -> None:
+def diff(a: str, b: str, as_json: Json = False) -> None:
     """How the recipes of two assets differ."""
     from strata.core.provenance.recipe import diff as recipe_diff
 
     rows = recipe_diff(open_strata(), a, b)
+    if as_json:
+        print_json([{"parameter": key, "a": left, "b": right} for key, left, right in rows])
+        return
     if not rows:
         console.print("the recipes are identical")
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("parameter", a, b):
-        table.add_column(column)
-    for key, left, right in rows:
-        table.add_row(key, repr(left), repr(right))
-    console.print(table)
+    print_rows(("parameter", a, b), [(key, repr(left), repr(right)) for key, left, right in rows])
 
 
 @app.command("jobs")
 def list_jobs(
     status: Annotated[list[str], typer.Option(help="only these statuses")] = [],  # noqa: B006
-    limit: int = 20,
+    limit: Annotated[int, typer.Option(help="how many of the newest jobs (1 or more)")] = 20,
+    as_json: Json = False,
 ) -> None:
-    """The newest jobs and where they stand."""
+    """The newest jobs and where they stand (abandoned: its worker stopped heartbeating)."""
     from strata.core.projections import views
 
+    if limit < 1:
+        raise InvalidInput(f"--limit must be 1 or more, not {limit}")
     strata = open_strata()
     with strata.view() as conn:
         rows = views.jobs(conn, tuple(status), limit)
-    table = Table(box=None, header_style="bold")
-    for column in ("job", "layer", "status", "attempts", "outputs", "error"):
-        table.add_column(column)
-    for row in rows:
-        outputs = len(json.loads(row["outputs"])) if row["outputs"] else 0
-        table.add_row(row["job_id"][:12], row["layer"], row["status"], str(row["attempts"]),
-                      str(outputs), (row["error_message"] or "")[:60])
-    console.print(table)
+    if as_json:
+        print_json(rows)
+        return
+    print_rows(("job", "layer", "status", "attempts", "outputs", "note"), [
+        (row["job_id"][:12], row["layer"],
+         "abandoned" if row["abandoned_since"] else row["status"], row["attempts"],
+         len(row["outputs"]), note(row)) for row in rows])
+
+
+def note(row: dict[str, Any]) -> str:
+    if row["abandoned_since"]:
+        return (f"worker {row['worker']} stopped heartbeating ({row['abandoned_since']}); "
+                f"`strata worker` takes it over, `strata cancel {row['job_id'][:12]}` drops it")
+    return (row["error_message"] or "")[:100]
 
 
 @app.command()
@@ -221,13 +220,12 @@ def worker(
     from strata.core.runtime.worker import Worker
 
     strata = open_strata()
-    chosen = tuple(n.strip() for n in (layers or "").split(",") if n.strip()) or tuple(
-        layer_names())
-    runner = Worker(strata, build_executors(chosen, device), lease_seconds=lease,
-                    poll_seconds=poll)
+    chosen = [name.strip() for name in (layers or "").split(",") if name.strip()]
+    executors = build_executors(chosen or None, device)
+    runner = Worker(strata, executors, lease_seconds=lease, poll_seconds=poll)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    err_console.print(f"worker {runner.name} serving {', '.join(chosen)}")
+    err_console.print(f"worker {runner.name} serving {', '.join(executors)}")
     done = runner.serve(stop, until_idle=until_idle)
     err_console.print(f"worker {runner.name} stopped after {done} job(s)")

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from strata.api.cli.app import app, console, open_strata
+from strata.api.cli.app import Json, app, console, open_strata, print_json, print_rows
 from strata.core.errors import InvalidInput
 
 model_app = typer.Typer(help="Register and list the models the executors load.",
@@ -47,16 +46,15 @@ def tiny_model(
 
 
 @model_app.command("list")
-def list_models() -> None:
+def list_models(as_json: Json = False) -> None:
     """The registered models, where their files are and what their weights hash to."""
     from strata.core.models import registry as models
 
     strata = open_strata()
     with strata.view() as conn:
         rows = models.all_models(conn)
-    table = Table(box=None, header_style="bold")
-    for column in ("name", "format", "digest", "path"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row.name, row.format, row.digest[:19] + "…", row.path)
-    console.print(table)
+    if as_json:
+        print_json([row.model_dump() for row in rows])
+        return
+    print_rows(("name", "format", "digest", "path"),
+               [(row.name, row.format, row.digest, row.path) for row in rows])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from strata.api.cli.app import app, console, err_console, open_strata
+from strata.api.cli.app import Json, app, console, err_console, open_strata, print_json
 from strata.core.config import Settings
 from strata.core.store import Store
 
@@ -32,25 +33,33 @@ def init(
 
 
 @app.command()
-def status() -> None:
+def status(as_json: Json = False) -> None:
     """What the store holds: events, projections and their checkpoints, jobs."""
-    from strata.core.decisions import branches
-    from strata.core.projections import views
+    from strata.core.status import store_status
 
-    strata = open_strata()
-    head = strata.ledger.head_position()
-    with strata.view() as conn:
-        counts = views.counts(conn)
-        checkpoints = views.checkpoints(conn)
-        running = views.jobs(conn, statuses=("requested", "running", "retrying"))
-    console.print(f"store: {strata.store.settings.resolved_home}")
-    console.print(f"events: {head}")
-    for name, count in counts.items():
-        console.print(f"{name}: {count}")
-    console.print(f"open jobs: {len(running)}")
-    console.print(f"current branch: {branches.current(strata) or '-'}")
-    lagging = {n: p for n, p in checkpoints.items() if p < head}
-    console.print("projections: " + ("up to date" if not lagging else f"behind: {lagging}"))
+    report = store_status(open_strata())
+    if as_json:
+        print_json(report.as_json())
+        return
+    state = report.projections
+    say = console.print
+    say(f"store: {report.location}")
+    say(f"events: {report.head}")
+    for name, count in report.rows.items():
+        say(f"{name}: {count}")
+    abandoned = report.abandoned_jobs
+    say(f"open jobs: {len(report.open_jobs)}"
+        + (f" ({len(abandoned)} abandoned by their worker)" if abandoned else ""))
+    for job in abandoned:
+        say(f"  abandoned: {job['layer']} job {job['job_id']} (attempt {job['attempts']}, "
+            f"since {job['abandoned_since']}): run `strata worker` to take it over, or "
+            f"`strata cancel {job['job_id'][:12]}`")
+    say(f"current branch: {report.current_branch or '-'}")
+    if state.problem:
+        err_console.print(f"[red]projections:[/] {escape(state.problem)}")
+    else:
+        say("projections: " + ("up to date" if not state.lagging
+                               else f"behind: {state.lagging}"))
 
 
 @app.command()
@@ -58,27 +67,18 @@ def verify(
     quick: Annotated[bool, typer.Option("--quick", help="skip re-hashing the blobs")] = False,
 ) -> None:
     """Recompute the hash chain from the first event and re-hash every blob."""
-    from strata.core.provenance.verify import verify as run_verify
+    from strata.core.provenance.verify import verify_store
 
     strata = open_strata()
-    report = run_verify(strata.ledger, strata.blobs, rehash=not quick)
-    for chain_break in report.chain_breaks:
-        err_console.print(f"[red]chain broken at position {chain_break.position}:[/] "
-                          f"{chain_break.reason}")
-    for digest, position in report.missing_blobs.items():
-        err_console.print(f"[red]missing blob[/] {digest} (referenced at position {position})")
-    for digest in report.corrupt_blobs:
-        err_console.print(f"[red]corrupt blob[/] {digest}: its bytes no longer hash to it")
-    checked = "" if quick else f", {report.blobs_checked} blobs re-hashed"
+    report = verify_store(strata, rehash=not quick)
+    for problem in report.problems():
+        err_console.print(f"[red]{escape(problem)}[/]")
     stale = strata.blobs.stale_temporary_files()
     if stale:
         console.print(f"note: {len(stale)} temporary file(s) left by interrupted ingests in "
                       f"{stale[0].parent} (never part of the store; safe to delete)")
-    if not report.ok:
-        first = report.first_bad_position
-        err_console.print(f"[red bold]verify FAILED[/]: {report.events} events{checked}"
-                          + (f"; first bad position {first}" if first else ""))
-        raise typer.Exit(1)
+    report.raise_if_failed()
+    checked = "" if quick else f", {report.blobs_checked} blobs re-hashed"
     console.print(f"[green]verify OK[/]: {report.events} events, chain intact{checked}")
 
 

@@ -57,7 +57,10 @@ def test_generate_select_iterate_diff_branch_review(cli: Cli) -> None:
     assert "look" in cli("branch").stdout and outputs[0][7:19] in cli("branch").stdout
 
     selected = cli("select", "auto", job, "--top", "2").stdout
-    assert "rank" in selected and selected.count("sha256") == 0
+    ranked = [line.split("\t") for line in selected.splitlines() if "\t" in line]
+    assert [row[0] for row in ranked] == ["1", "2", "-"]  # porcelain: rank first, no header
+    assert {row[1] for row in ranked} == {o[7:19] for o in outputs}
+    assert selected.count("sha256") == 0
 
     iterated = cli("iterate", outputs[1][7:19], "--set", "steps=3", "--set",
                    "prompt+=, at dusk", "--wait").stdout

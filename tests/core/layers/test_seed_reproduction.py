@@ -74,14 +74,7 @@ def test_a_seed_from_a_batch_reproduces_its_image_alone_in_a_fresh_process(
     # The same starting noise gives the same picture, up to float rounding that depends on
     # the batch size (a level or so in a handful of values). A generator shared by the
     # batch gives seed 11 other noise: a different picture, nearly every value changed.
+    # Bytes are not compared: whether the rounding differs at all varies from run to run
+    # (batched matrix products take other code paths), so it could only be a flaky test.
     assert difference.max() <= 8
     assert np.count_nonzero(difference) <= difference.size // 100
-
-
-@pytest.mark.xfail(strict=True, reason="denoising 3 images at once rounds differently from 1 "
-                                       "on the CPU: one value differs by one level")
-def test_a_seed_from_a_batch_reproduces_its_bytes_alone_in_a_fresh_process(
-    tiny: Strata,
-) -> None:
-    from_batch, alone = batch_and_single(tiny)
-    assert alone == from_batch

@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 
 from strata.core.config import Settings
 from strata.core.ledger.events import Payload
-from strata.core.projections.runner import table
+from strata.core.projections.base import table
 from strata.core.provenance.verify import referenced_digests, verify
 from strata.core.service import Strata
 from strata.core.storage.schema import AssetRow, DerivationRow, ProjectionCheckpoint
@@ -55,7 +55,7 @@ import imagehash
 from PIL import Image
 from sqlalchemy import select
 
-from strata.core.projections.runner import table
+from strata.core.projections.base import table
 from strata.core.storage.schema import AssetRow
 from strata.core.service import Strata
 from strata.core.store import Store
@@ -186,6 +186,7 @@ def test_sigkilled_importer_leaves_a_verifiable_store(
             recorded = work / "recorded"
             completed_imports += recorded.read_text().count("recorded") if recorded.exists() else 0
             now = len(blobs.stale_temporary_files())
+            assert now - temp_files in (0, 1)  # one ingest in flight, one file at most
             kills_leaving_temp_files += now > temp_files
             temp_files = now
     finally:
@@ -215,7 +216,7 @@ def test_sigkilled_importer_leaves_a_verifiable_store(
 
     # Temporary files of killed ingests are never blobs and never assets.
     temporary = blobs.stale_temporary_files()
-    assert all(t.parent == blobs.tmp and t.name.endswith(".part") for t in temporary)
+    assert all(t.parent == blobs.spool and t.name.endswith(".part") for t in temporary)
     temporary_names = {t.name for t in temporary}
     for digest in stored:
         path = blobs.path_of(digest)
@@ -239,6 +240,14 @@ def test_sigkilled_importer_leaves_a_verifiable_store(
     assert caught_up["assets"]
     assert strata.rebuild() == head
     assert _dump(store) == caught_up
+
+    # A kill leaves at most one thing behind, and only what a cleanup may remove: a blob
+    # published before its event was appended (an orphan, never an asset) or one spooled
+    # temporary file; the temporary files left are exactly those the kills left.
+    orphans = len(stored) - len(rows)
+    assert 0 <= orphans <= KILLS
+    assert len(temporary) == kills_leaving_temp_files <= KILLS
+    assert orphans + len(temporary) <= KILLS
 
     elapsed = time.monotonic() - began
     print(

@@ -80,7 +80,7 @@ def test_idempotency_key_records_a_retried_command_once(store: Store) -> None:
                             idempotency_key="cmd-1")
     assert [e.event_id for e in retried] == [e.event_id for e in first]
     assert count_events(store) == 2
-    with pytest.raises(InvalidInput, match="already used for stream 'a'"):
+    with pytest.raises(InvalidInput, match="'cmd-1' was already used at position 1"):
         ledger.append("other", [rated(3)], idempotency_key="cmd-1")
 
 

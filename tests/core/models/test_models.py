@@ -283,7 +283,7 @@ def test_model_modules_do_not_import_torch_or_diffusers(tiny: Path) -> None:
         "import strata.core.models.pipelines, strata.core.models.tiny\n"
         "from strata.core.models.digest import weights_digest\n"
         f"weights_digest(Path({str(tiny)!r}))\n"
-        "strata.core.pipelines.library_versions()\n"
+        "strata.core.models.pipelines.library_versions()\n"
         "heavy = {'torch', 'diffusers', 'transformers'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

@@ -54,7 +54,7 @@ from strata.core.models import registry as models
 from strata.core.models.pipelines import PipelineCache
 from strata.core.models.tiny import write_tiny_pipeline
 from strata.core.projections import views
-from strata.core.projections.runner import table
+from strata.core.projections.base import table
 from strata.core.provenance.verify import verify
 from strata.core.runtime import jobs
 from strata.core.runtime.executor import Executor, JobContext

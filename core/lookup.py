@@ -1,0 +1,58 @@
+"""`show`: what a name a user typed refers to — an asset (by hash prefix) or an event (by
+id prefix) — as the log stood now or at an earlier position."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound, InvalidInput
+from strata.core.ledger.events import RecordedEvent
+from strata.core.projections import views
+from strata.core.service import Strata
+
+
+@dataclass(frozen=True)
+class AssetFound:
+    details: views.AssetDetails
+    created: RecordedEvent | None  # the event that recorded it
+    recipe: dict[str, Any]  # what made it (core.provenance.recipe)
+
+
+@dataclass(frozen=True)
+class EventFound:
+    event: RecordedEvent
+
+
+def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | EventFound:
+    """The asset a hash prefix names, else the event an id prefix names.
+
+    An ambiguous asset prefix is an error (not a reason to try events); with `as_of`, only
+    what existed at that position counts.
+    """
+    from strata.core.provenance.recipe import recipe
+
+    with strata.view(as_of) as conn:
+        try:
+            digest: str | None = strata.resolve_asset(ref, conn)
+        except AmbiguousReference:
+            raise
+        except (AssetNotFound, InvalidInput):  # not an asset's name: perhaps an event's
+            digest = None
+        if digest is not None:
+            details = views.asset_details(conn, digest)
+    if digest is None:
+        try:
+            event = strata.resolve_event(ref)
+        except EventNotFound:
+            when = f" at position {as_of}" if as_of is not None else ""
+            raise EventNotFound(f"no asset or event matches {ref!r}{when}") from None
+        if as_of is not None and event.position > as_of:
+            raise EventNotFound(
+                f"event {event.event_id} was recorded at position {event.position}, after "
+                f"position {as_of}")
+        return EventFound(event)
+    created = strata.ledger.get(details.asset["created_event_id"])
+    # What made an asset never changes once it exists, so the recipe is the same as of any
+    # position at which the asset is there.
+    return AssetFound(details, created, recipe(strata, digest))
