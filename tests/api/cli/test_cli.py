@@ -170,21 +170,3 @@ def test_commands_on_an_uninitialised_store_say_what_to_do(tmp_path: Path) -> No
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 6 and "run `strata init` first" in result.stderr
-
-
-LIGHT_COMMANDS = (["log"], ["status"], ["verify", "--quick"], ["rebuild"], ["lineage", "abcd"])
-
-
-@pytest.mark.parametrize("args", LIGHT_COMMANDS, ids=lambda a: a[0])
-def test_commands_that_touch_no_model_do_not_import_torch(cli: Cli, args: list[str]) -> None:
-    probe = (
-        "import sys\n"
-        "from strata.api.cli.main import main\n"
-        f"sys.argv = ['strata', *{args!r}]\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]\n"
-        "print('HEAVY', heavy)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], env=cli.env, cwd=cli.cwd,
-                            capture_output=True, text=True, timeout=60)
-    assert "HEAVY []" in result.stdout, result.stdout + result.stderr
