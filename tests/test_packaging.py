@@ -13,9 +13,10 @@ from importlib.metadata import PathDistribution
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from strata.core.config import Settings
-from strata.core.errors import StoreNotInitialised
+from strata.core.errors import StoreFromNewerVersion, StoreNotInitialised
 from strata.core.storage import migrate
 from strata.core.storage.db import make_engine
 from strata.core.store import Store
@@ -139,6 +140,18 @@ def test_an_older_schema_says_to_run_init_and_init_upgrades_it(tmp_path: Path) -
     Store.open(settings, create=True)
     assert migrate.current_revision(engine) == migrate.head_revision()
     Store.open(settings)  # now usable
+
+
+def test_a_schema_from_a_newer_strata_is_refused_and_never_touched(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "store")
+    Store.open(settings, create=True).close()
+    engine = make_engine(settings.effective_database_url)
+    with engine.begin() as conn:  # as a newer Strata's migration would leave it
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_the_future'"))
+    for create in (False, True):  # neither reading nor `strata init` touches it
+        with pytest.raises(StoreFromNewerVersion, match=r"schema 0099_from_the_future.*newer"):
+            Store.open(settings, create=create)
+    assert migrate.current_revision(engine) == "0099_from_the_future"
 
 
 def test_an_empty_database_says_to_run_init(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine
 
-from strata.core.errors import StoreNotInitialised
+from strata.core.config import strata_version
+from strata.core.errors import StoreFromNewerVersion, StoreNotInitialised
 
 
 def alembic_config() -> Config:
@@ -31,6 +33,7 @@ def current_revision(engine: Engine) -> str | None:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    _refuse_newer_schema(engine)
     config = alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
@@ -42,6 +45,7 @@ def require_current_schema(engine: Engine) -> None:
     current = current_revision(engine)
     if current == head_revision():
         return
+    _refuse_newer_schema(engine)
     where = engine.url.render_as_string(hide_password=True)
     if current is None:
         raise StoreNotInitialised(f"no Strata store at {where}; run `strata init` first")
@@ -49,3 +53,20 @@ def require_current_schema(engine: Engine) -> None:
         f"the store at {where} is at schema {current}, this Strata needs {head_revision()}; "
         "run `strata init` to upgrade it"
     )
+
+
+def _refuse_newer_schema(engine: Engine) -> None:
+    """A schema revision this code does not know was written by a newer Strata: neither
+    reading with older code nor "upgrading" it (a downgrade in disguise) is safe."""
+    current = current_revision(engine)
+    if current is None:
+        return
+    try:
+        ScriptDirectory.from_config(alembic_config()).get_revision(current)
+    except CommandError:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreFromNewerVersion(
+            f"the store at {where} is at schema {current}, which this Strata "
+            f"({strata_version()}) does not know: it was written by a newer version. "
+            "Upgrade Strata on this machine; nothing was changed"
+        ) from None
