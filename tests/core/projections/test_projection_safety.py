@@ -8,6 +8,9 @@ that says what happened, and nothing is recorded on top of it.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import delete, func, select, text
 
@@ -24,6 +27,7 @@ from strata.core.provenance.verify import verify_store
 from strata.core.service import Strata, asset_stream
 from strata.core.storage.schema import ProjectionCheckpoint
 from strata.core.store import Store
+from tests.api.cli.test_cli import Cli, write_png
 from tests.core.projections.test_projections import (
     append_quietly,
     assert_same_tables,
@@ -109,6 +113,22 @@ def test_an_event_from_a_newer_strata_stops_the_projections_and_refuses_writes(
     assert head(store) == last  # the refused append left nothing behind
     with store.engine.connect() as conn:
         assert set(checkpoints(conn).values()) == {1}
+
+
+def test_the_command_line_still_reads_a_store_with_a_newer_event(
+    strata: Strata, tmp_path: Path
+) -> None:
+    import_png(strata, 1)
+    strata.store.ledger.append("job:future", [NewEvent(
+        type="hologram.requested", data={"depth": 3}, validated=True)])
+    cli = Cli(strata.store.settings, tmp_path)
+    logged = cli("log").stdout.splitlines()  # porcelain: type is the second column
+    assert [line.split("\t")[1] for line in logged] == ["asset.imported", "hologram.requested"]
+    assert json.loads(cli("log", "--json").stdout.splitlines()[-1])["data"] == {"depth": 3}
+    status = json.loads(cli("status", "--json").stdout)
+    assert "'hologram.requested'" in json.dumps(status) and "upgrade Strata" in json.dumps(status)
+    refused = cli("add", str(write_png(tmp_path, "b.png", 2)), ok=False)
+    assert refused.returncode == 6 and "upgrade Strata" in refused.stderr
 
 
 def test_an_event_with_a_newer_schema_is_treated_the_same(strata: Strata) -> None:
