@@ -47,6 +47,11 @@ def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | E
         except EventNotFound:
             when = f" at position {as_of}" if as_of is not None else ""
             raise EventNotFound(f"no asset or event matches {ref!r}{when}") from None
+        except AmbiguousReference:
+            raise
+        except InvalidInput:  # the event resolver's words would say only "an event"
+            raise InvalidInput(f"{ref!r} does not name an asset or an event: give at least 4 "
+                               "hex digits of its hash or id") from None
         if as_of is not None and event.position > as_of:
             raise EventNotFound(
                 f"event {event.event_id} was recorded at position {event.position}, after "

@@ -59,11 +59,15 @@ def log(
     """The newest events of the log, oldest first."""
     if limit < 1:
         raise InvalidInput(f"--limit must be 1 or more, not {limit}")
-    unknown = [t for t in type_ if not registry.known(t)]
-    if unknown:
-        err_console.print(f"note: no event type {', '.join(map(repr, unknown))} is known to this "
-                          "version; `strata log --json` shows the types in the log")
     strata = open_strata()
+    # A type this version does not know may still be in the log (written by a plug-in not
+    # loaded here): only a type that is in neither is a typo worth refusing.
+    unknown = [t for t in type_ if not registry.known(t)
+               and not strata.ledger.read_last(1, types=[t])]
+    if unknown:
+        raise InvalidInput(f"no event type {', '.join(map(repr, unknown))} is known to this "
+                           "version or found in the log; `strata log --json` shows the types "
+                           "in the log")
     if as_of is not None:
         strata.require_position(as_of)
     events = strata.ledger.read_last(
