@@ -2,9 +2,15 @@
 
 `generation.requested` carries every parameter, the seeds chosen at request time and the
 model's registered identity; the executor runs the diffusers text-to-image pipeline and
-records `generation.completed` with the digest of the weights it actually loaded, the
-scheduler's full configuration, library versions, device, dtype and timings. On the CPU
-the same request gives the same bytes, which is what reproducing an output relies on.
+records `generation.completed` with the digest of the weights it actually loaded (which
+must be the registered one: replaced weights fail the job with ModelDrift), the
+scheduler's full configuration, library versions, device, dtype, timings and, when the
+text encoder's window cut a prompt, the text it read. On the CPU the same request gives
+the same bytes, which is what reproducing an output relies on.
+
+A request is checked where it is made: device, dtype and a finite cfg are validated on the
+payload, and `prompt_window_warnings` says, before anything runs, that a prompt is longer
+than the model reads.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from strata.core.models.diffusion import (
     ModelRef,
     Timings,
     encode_png,
+    prompt_seen,
+    prompt_window_warnings,
     run_versions,
     scheduler_used,
 )
-from strata.core.models.pipelines import SCHEDULERS
+from strata.core.models.pipelines import SCHEDULERS, check_dtype, parse_device
 from strata.core.runtime.executor import Executor, JobContext
 
 if TYPE_CHECKING:
@@ -47,7 +55,9 @@ class GenerationRequested(JobRequest):
     negative_prompt: str | None = Field(default=None, max_length=4000)
     seeds: list[int] = Field(min_length=1, max_length=256)
     steps: int = Field(default=20, ge=1, le=500)
-    cfg: float = Field(default=7.5, ge=0, le=50)
+    # NaN compares false with every bound, so without allow_inf_nan it would be refused as
+    # "less than or equal to 50"; this way the message says what is wrong.
+    cfg: float = Field(default=7.5, ge=0, le=50, allow_inf_nan=False)
     width: int = Field(default=64, ge=8, le=8192)
     height: int = Field(default=64, ge=8, le=8192)
     scheduler: str = "ddim"
@@ -65,6 +75,11 @@ class GenerationRequested(JobRequest):
     def parameters(self, output: ProducedAsset | None = None) -> dict[str, Any]:
         # One output's recipe names its own seed (in its params), not the batch's seeds.
         return {k: v for k, v in super().parameters(output).items() if k != "seeds"}
+
+    def prompt_window_warnings(self) -> list[str]:
+        """Warnings to show the requester for prompts the model will not read to the end."""
+        return prompt_window_warnings(self.model.path, {
+            "prompt": self.prompt, "negative prompt": self.negative_prompt})
 
     def reissued(self, data: dict[str, Any], settings: dict[str, Any],
                  output: ProducedAsset | None, fresh_seeds: bool) -> dict[str, Any]:
@@ -98,6 +113,19 @@ class GenerationRequested(JobRequest):
             names = ", ".join(SCHEDULERS)
             raise ValueError(f"unknown scheduler {value!r}; use one of {names}")
         return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str | None) -> str | None:
+        # Only the name: whether this machine has the device is the worker's question.
+        if value is not None:
+            parse_device(value)
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str | None) -> str | None:
+        return None if value is None else check_dtype(value)
 
     @field_validator("seeds")
     @classmethod
@@ -148,7 +176,7 @@ class GenerationExecutor(Executor):
         import torch
 
         from strata.core.models.pipelines import choose_device, choose_dtype, set_scheduler
-        from strata.core.models.registry import model_digest
+        from strata.core.models.registry import digest_cache
 
         request = ctx.request
         assert isinstance(request, GenerationRequested)
@@ -160,8 +188,12 @@ class GenerationExecutor(Executor):
         begin = time.perf_counter()
         device = choose_device(request.device or self.device)
         dtype = choose_dtype(device, request.dtype)
-        pipeline = self.pipelines.get(Path(request.model.path), device, dtype)
-        digest = model_digest(ctx.strata, Path(request.model.path))
+        # get() refuses weights other than the registered ones, so the digest recorded below
+        # is that of the weights that ran.
+        pipeline = self.pipelines.get(
+            Path(request.model.path), device, dtype, digest=request.model.digest,
+            name=request.model.name, digest_cache=digest_cache(ctx.strata))
+        digest = request.model.digest
         set_scheduler(pipeline, request.scheduler)
         loaded = time.perf_counter()
 
@@ -203,7 +235,7 @@ class GenerationExecutor(Executor):
             job_id=ctx.job_id,
             operation="text-to-image",
             outputs=outputs,
-            model=ModelRef(name=request.model.name, path=request.model.path, digest=digest),
+            model=request.model,
             scheduler=scheduler_used(pipeline, request.scheduler),
             device=device,
             dtype=dtype,
@@ -212,6 +244,8 @@ class GenerationExecutor(Executor):
                             generate_s=round(generated - loaded, 4),
                             store_s=round(stored - generated, 4),
                             total_s=round(stored - begin, 4)),
+            prompt_seen=prompt_seen(pipeline, request.prompt),
+            negative_prompt_seen=prompt_seen(pipeline, request.negative_prompt),
         )
 
 
@@ -235,6 +269,8 @@ def build_request(
     """A validated request; seeds are fixed now (seed, seed+1, …) so the record is complete.
 
     Everything is checked before anything is appended: a bad argument raises InvalidInput.
+    A prompt longer than the model reads is not an error; the request's
+    `prompt_window_warnings()` says so, for the caller to show.
     """
     from strata.core.models import registry as models
     from strata.core.runtime import jobs

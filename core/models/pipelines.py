@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from importlib import metadata
@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from strata.core.errors import ModelError
+from strata.core.ledger.event_types import short
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -92,6 +93,29 @@ class UnsupportedModel(ModelError, ValueError):
         self.path = path
 
 
+class ModelDrift(ModelError):
+    """The weights at a model's path are not the ones its registration names.
+
+    Running them anyway would record one model's digest beside another model's images, so
+    the job fails instead, saying how to make the record and the files agree again.
+    """
+
+    def __init__(self, name: str, path: Path, registered: str, found: str,
+                 while_loading: bool = False) -> None:
+        what = ("changed while they were being loaded" if while_loading
+                else "are not the registered ones")
+        super().__init__(
+            f"the weights of model {name!r} at {path} {what}: registered "
+            f"{short(registered)}, found {short(found)}; if the new files are meant, "
+            f"re-register them with `strata model add {name} {path}`, otherwise restore "
+            "the registered files"
+        )
+        self.name = name
+        self.path = path
+        self.registered = registered
+        self.found = found
+
+
 class ModelLoadFailed(ModelError):
     def __init__(self, path: Path, cause: BaseException, hint: str = "") -> None:
         super().__init__(
@@ -99,6 +123,22 @@ class ModelLoadFailed(ModelError):
             f"{type(cause).__name__}: {cause}{hint}"
         )
         self.path = path
+
+
+def parse_device(device: str) -> re.Match[str]:
+    """The parts of a device name; an unknown name raises UnknownDevice (a ValueError,
+    so request validators can use it too)."""
+    match = _DEVICE_PATTERN.fullmatch(device)
+    if match is None:
+        raise UnknownDevice(device)
+    return match
+
+
+def check_dtype(dtype: str) -> str:
+    """`dtype` if Strata knows it; otherwise UnknownDtype (a ValueError, as above)."""
+    if dtype not in DTYPES:
+        raise UnknownDtype(dtype)
+    return dtype
 
 
 def choose_device(preferred: str | None = None) -> str:
@@ -111,9 +151,7 @@ def choose_device(preferred: str | None = None) -> str:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    match = _DEVICE_PATTERN.fullmatch(preferred)
-    if match is None:
-        raise UnknownDevice(preferred)
+    match = parse_device(preferred)
     if preferred.startswith("cuda"):
         if not torch.cuda.is_available():
             raise DeviceUnavailable(preferred, "torch reports no CUDA device (or a CPU-only build)")
@@ -133,9 +171,7 @@ def choose_dtype(device: str, preferred: str | None = None) -> str:
     slow there in half precision, and CPU runs are the ones Strata reproduces bit for bit.
     """
     if preferred is not None:
-        if preferred not in DTYPES:
-            raise UnknownDtype(preferred)
-        return preferred
+        return check_dtype(preferred)
     return "float16" if device.startswith("cuda") else "float32"
 
 
@@ -190,47 +226,83 @@ def quiet_library_progress() -> Iterator[None]:
 
 
 class PipelineCache:
-    """Loads each model once per device and dtype and hands out the same pipeline after.
+    """Loads each set of weights once per device and dtype and hands out the same pipeline
+    after.
 
-    img2img and inpaint pipelines are derived from the text2img one with `from_pipe`, so
-    all three share one set of weights in memory.
+    Pipelines are keyed by the digest of the weight files, not by their path: a path names
+    whatever files are there now, so a path key would hand out the old weights after the
+    files were replaced. img2img and inpaint pipelines are derived from the text2img one
+    with `from_pipe`, so all three share one set of weights in memory.
     """
 
     def __init__(self) -> None:
-        self._pipelines: dict[tuple[Path, str, str, str], DiffusionPipeline] = {}
+        self._pipelines: dict[tuple[str, str, str, str], DiffusionPipeline] = {}
+        # The digest last loaded from each path, so replaced weights can leave memory.
+        self._loaded_from: dict[Path, str] = {}
         # Executors may run in threads; two of them must not load the same model twice.
         self._lock = threading.Lock()
 
     def get(
-        self, model_path: Path, device: str, dtype: str, kind: str = "text2img"
+        self, model_path: Path, device: str, dtype: str, kind: str = "text2img", *,
+        digest: str | None = None, name: str | None = None, digest_cache: Path | None = None,
     ) -> DiffusionPipeline:
+        """The pipeline of the weights now at `model_path`.
+
+        With `digest` (the model's registered digest), those weights must hash to it, before
+        and after loading, or ModelDrift is raised: a caller that records `digest` then
+        records what actually ran. `name` is the registered name the error suggests
+        re-registering; `digest_cache` remembers per-file digests between calls (see
+        `weights_digest`), so an unchanged model is not read again for every job.
+        """
+        from strata.core.models.digest import weights_digest  # it imports this module
+
         if kind not in PIPELINE_KINDS:
             raise UnknownPipelineKind(kind)
-        if dtype not in DTYPES:
-            raise UnknownDtype(dtype)
-        if _DEVICE_PATTERN.fullmatch(device) is None:
-            raise UnknownDevice(device)
-        resolved = Path(model_path).expanduser().resolve()
+        check_dtype(dtype)
+        parse_device(device)
+        path = Path(model_path).expanduser().resolve()
+        _check_model_path(path)
         with self._lock:
-            return self._get_locked(resolved, device, dtype, kind)
+            found = weights_digest(path, digest_cache)
+            if digest is not None and found != digest:
+                raise ModelDrift(name or path.name, path, digest, found)
+            return self._get_locked(
+                path, found, device, dtype, kind,
+                lambda: weights_digest(path, digest_cache), name or path.name)
 
-    def _get_locked(self, path: Path, device: str, dtype: str, kind: str) -> DiffusionPipeline:
-        key = (path, device, dtype, kind)
+    def _get_locked(self, path: Path, digest: str, device: str, dtype: str, kind: str,
+                    digest_now: Callable[[], str], name: str) -> DiffusionPipeline:
+        key = (digest, device, dtype, kind)
         cached = self._pipelines.get(key)
         if cached is not None:
             return cached
         if kind == "text2img":
             pipeline = _load_text2img(path, device, dtype)
+            after = digest_now()
+            if after != digest:  # replaced while loading: what is in memory is unknown
+                raise ModelDrift(name, path, digest, after, while_loading=True)
+            self._forget_replaced(path, digest)
         else:
-            base = self._get_locked(path, device, dtype, "text2img")
+            base = self._get_locked(path, digest, device, dtype, "text2img", digest_now, name)
             pipeline = _derive(base, kind)
         # Strata reports progress itself; diffusers' bars would garble its output.
         pipeline.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
         self._pipelines[key] = pipeline
         return pipeline
 
+    def _forget_replaced(self, path: Path, digest: str) -> None:
+        """Drop the pipelines of weights that `path` held before, unless another path still
+        holds them: a long-running worker should not keep two models in memory."""
+        previous = self._loaded_from.get(path)
+        self._loaded_from[path] = digest
+        if previous is None or previous == digest or previous in self._loaded_from.values():
+            return
+        for key in [k for k in self._pipelines if k[0] == previous]:
+            del self._pipelines[key]
 
-def _load_text2img(path: Path, device: str, dtype: str) -> DiffusionPipeline:
+
+def _check_model_path(path: Path) -> None:
+    """Refuse, before reading any weights, a path that cannot be a diffusers model."""
     if not path.exists():
         raise ModelNotFound(path)
     if path.is_dir() and not (path / "model_index.json").is_file():
@@ -240,6 +312,8 @@ def _load_text2img(path: Path, device: str, dtype: str) -> DiffusionPipeline:
             path, f"single-file checkpoints must end in {' or '.join(SINGLE_FILE_SUFFIXES)}"
         )
 
+
+def _load_text2img(path: Path, device: str, dtype: str) -> DiffusionPipeline:
     import torch
     from diffusers import AutoPipelineForText2Image, StableDiffusionPipeline
     from diffusers.utils import is_accelerate_available
