@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from strata.core import layers
 from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import JobRequest, ProducedAsset
-from strata.core.ledger.events import explain, registry
+from strata.core.ledger.events import explain, is_recorded, registry
 from strata.core.models.diffusion import (
     DiffusionCompleted,
     ModelRef,
@@ -116,16 +116,19 @@ class GenerationRequested(JobRequest):
 
     @field_validator("device")
     @classmethod
-    def _known_device(cls, value: str | None) -> str | None:
+    def _known_device(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Only the name: whether this machine has the device is the worker's question.
-        if value is not None:
+        # Requests recorded before this check still decode (the worker refuses them).
+        if value is not None and not is_recorded(info):
             parse_device(value)
         return value
 
     @field_validator("dtype")
     @classmethod
-    def _known_dtype(cls, value: str | None) -> str | None:
-        return None if value is None else check_dtype(value)
+    def _known_dtype(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or is_recorded(info):
+            return value
+        return check_dtype(value)
 
     @field_validator("seeds")
     @classmethod

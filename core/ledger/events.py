@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo
 
 from strata.core.errors import InvalidInput, UnknownEventType
 
@@ -104,6 +104,17 @@ class RecordedEvent(NamedTuple):
     @property
     def payload(self) -> Payload | UnknownPayload:
         return registry.decode(self.type, self.schema, self.data)
+
+
+# The validation context of events read back from the log. A check added to a payload in a
+# later version (a device name, say) must not turn an event recorded before it into an
+# undecodable one, which would stop the projections: such checks skip recorded events.
+RECORDED = {"recorded": True}
+
+
+def is_recorded(info: ValidationInfo) -> bool:
+    """Whether a validator runs on an event read back from the log (see RECORDED)."""
+    return bool(info.context and info.context.get("recorded"))
 
 
 def explain(error: ValidationError) -> str:
@@ -197,7 +208,7 @@ class EventRegistry:
         if upcast_schema != current:
             return UnknownPayload(event_type, schema, data)
         try:
-            return model.model_validate(upcast_data)
+            return model.model_validate(upcast_data, context=RECORDED)
         except ValidationError:
             return UnknownPayload(event_type, schema, data)
 

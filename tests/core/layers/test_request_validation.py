@@ -15,8 +15,12 @@ import pytest
 
 from strata.core.errors import InvalidInput
 from strata.core.layers import build_executors
-from strata.core.layers.generation import GenerationCompleted, build_request
-from strata.core.ledger.events import registry
+from strata.core.layers.generation import (
+    GenerationCompleted,
+    GenerationRequested,
+    build_request,
+)
+from strata.core.ledger.events import NewEvent, registry
 from strata.core.models.diffusion import prompt_window_warnings
 from strata.core.runtime import jobs
 from strata.core.runtime.worker import Worker
@@ -45,6 +49,19 @@ def test_a_bad_setting_is_refused_at_request_time(
         build_request(tiny, "a red fox", model="tiny", **option)
     assert "less than or equal" not in str(raised.value)
     assert tiny.ledger.head_position() == before
+
+
+def test_a_request_recorded_before_the_checks_still_decodes_and_projects(tiny: Strata) -> None:
+    # Earlier versions accepted any device name; their events must not stop the projections.
+    request = build_request(tiny, "a red fox", model="tiny")
+    data = {**request.model_dump(mode="json"), "device": "gpu", "dtype": "int8"}
+    tiny.ledger.append(jobs.stream(request.job_id),
+                       [NewEvent(type="generation.requested", data=data, validated=True)])
+    (recorded,) = tiny.ledger.read_stream(jobs.stream(request.job_id))
+    assert isinstance(recorded.payload, GenerationRequested)
+    assert recorded.payload.device == "gpu"
+    assert jobs.get(tiny, request.job_id)["status"] == "requested"
+    assert tiny.store.projections.state().problem is None
 
 
 def test_known_device_and_dtype_names_pass_whatever_this_machine_has(tiny: Strata) -> None:
