@@ -32,7 +32,7 @@ AsOf = Annotated[
     int | None, typer.Option("--as-of", help="show the state as it was at this log position")
 ]
 Json = Annotated[bool, typer.Option(
-    "--json", help="print JSON for scripts (shapes documented in the README)")]
+    "--json", help="print JSON for scripts (shapes: docs/cli-json.md)")]
 
 __all__ = ["AsOf", "Json", "app", "console", "err_console", "open_strata", "print_json",
            "print_rows", "short"]
