@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from strata.api.cli.app import (
@@ -95,6 +96,8 @@ def generate(
         cfg=cfg, width=int(match.group(1)), height=int(match.group(2)), scheduler=scheduler,
         branch=branches.resolve(strata, branch), device=device,
     )
+    for warning in request.prompt_window_warnings():
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     submit(strata, request, wait)
 
 

@@ -121,3 +121,14 @@ def test_a_requested_job_is_served_by_a_worker_and_can_be_cancelled(cli: Cli) ->
     assert "completed" in statuses and "cancelled" in statuses
     again = cli("cancel", second, ok=False)
     assert again.returncode == 8 and "already cancelled" in again.stderr
+
+
+def test_generate_warns_when_the_model_will_not_read_the_whole_prompt(cli: Cli) -> None:
+    long_prompt = "a red fox in the snow " * 5  # 80 letters: 82 tokens, 77 are read
+    warned = cli("generate", long_prompt)
+    assert "warning: the prompt is 82 tokens long but the model reads at most 77" in " ".join(
+        warned.stderr.split())
+    quiet = cli("generate", "a red fox")
+    assert "warning" not in quiet.stderr
+    (first, _) = events(cli, "generation.requested")
+    assert first["data"]["prompt"] == long_prompt  # the request keeps the whole text
