@@ -5,8 +5,11 @@ only forward. The runner catches projections up inside every append's transactio
 (`apply_pending`), so a reader never sees an event its projections lack, and before
 reads (`catch_up`, for events other processes appended), in batches that each commit on
 their own, so a projection far behind (new in this version, or with a lost checkpoint)
-never holds the write lock for its whole catch-up. `rebuild` empties the tables and
-replays the log from position 0, checking the hash chain as it goes; it must give
+never holds the write lock for its whole catch-up: each commit comes after about
+BATCH_SECONDS, and on SQLite the lock then stays free for PAUSE_SECONDS, long enough for
+any writer waiting on it (a worker's heartbeat renewing its job's lease) to get in; of
+several catch-ups at once, one goes on while the others wait. `rebuild` empties the
+tables and replays the log from position 0, checking the hash chain as it goes; it must give
 exactly the state incremental updates gave. The same code replays the log into a private
 database to show the state as it was at an earlier position (time travel).
 
@@ -17,6 +20,7 @@ just before it, reads still answer, and appends and rebuilds are refused.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,10 +31,15 @@ from strata.core.errors import ChainBroken, LogShortened, StoreFromNewerVersion
 from strata.core.ledger.events import RecordedEvent, UnknownPayload
 from strata.core.ledger.log import ChainWalker, events_after, events_table
 from strata.core.projections.base import Batch, Projection, table, upsert
-from strata.core.storage.db import PROJECTION_LOCK, take_lock, write_transaction
+from strata.core.storage.db import PROJECTION_LOCK, is_sqlite, take_lock, write_transaction
 from strata.core.storage.schema import ProjectionCheckpoint
 
-BATCH = 2000
+BATCH = 2000  # events at most per batch
+BATCH_SECONDS = 0.25  # a catch-up holds the write lock about this long at a time
+# SQLite has no queue of waiting writers: each one polls, at most 100 ms apart once it has
+# waited a while (SQLite's busy handler). Between batches the lock stays free a little
+# longer than that, so every waiting writer gets its turn before the next batch.
+PAUSE_SECONDS = 0.15
 
 
 class CatchUpFirst(Exception):
@@ -116,13 +125,27 @@ class ProjectionRunner:
         how many events were applied. Stops quietly before an undecodable event."""
         if self._up_to_date(to_position):
             return 0  # the common case for readers: no write lock needed to find out
-        applied = 0
+        # A private replay (time travel) has nobody to let in; the store's own database has.
+        shared = self.source is self.engine
+        applied, left_at = 0, None
         while True:
+            deadline = time.monotonic() + BATCH_SECONDS if shared else None
             with write_transaction(self.engine, PROJECTION_LOCK) as conn:
-                done, stopped = self._apply_batch(conn, to_position)
+                if left_at is not None and self._behind(conn) != left_at:
+                    # Another thread or process took the lock in our pause and is catching
+                    # up: leave it be. Two catch-ups taking turns would keep the lock busy
+                    # through each other's pauses, and a waiting heartbeat out of it.
+                    done, stopped, more = 0, None, True
+                else:
+                    done, stopped, more = self._apply_until(conn, to_position, deadline=deadline)
+                left_at = self._behind(conn)
             applied += done
-            if stopped is not None or done < BATCH:
+            if stopped is not None or not more:
                 return applied
+            if shared and is_sqlite(self.engine):
+                # PostgreSQL queues waiters on its advisory lock, and heartbeats do not
+                # take it; SQLite's waiting writers need the lock to stay free a while.
+                time.sleep(PAUSE_SECONDS)
 
     def apply_pending(self, conn: Connection, appended: Sequence[RecordedEvent],
                       far_behind_ok: bool = False) -> int:
@@ -141,27 +164,44 @@ class ProjectionRunner:
         return self._apply_all(conn)
 
     def _apply_all(self, conn: Connection, chain: ChainWalker | None = None) -> int:
+        applied, stopped, _ = self._apply_until(conn, None, chain)
+        if stopped is not None:
+            raise newer_event(stopped)
+        return applied
+
+    def _apply_until(
+        self, conn: Connection, to_position: int | None, chain: ChainWalker | None = None,
+        deadline: float | None = None,
+    ) -> tuple[int, RecordedEvent | None, bool]:
+        """Apply batch after batch until the log (or `to_position`) is reached, an
+        undecodable event stops it, or `deadline` (a time.monotonic() value) passes;
+        return as `_apply_batch` does."""
         applied = 0
         while True:
-            done, stopped = self._apply_batch(conn, None, chain)
+            done, stopped, more = self._apply_batch(conn, to_position, chain, deadline)
             applied += done
-            if stopped is not None:
-                raise newer_event(stopped)
-            if done == 0:
-                return applied
+            if (stopped is not None or not more
+                    or (deadline is not None and time.monotonic() >= deadline)):
+                return applied, stopped, more
+
+    def _behind(self, conn: Connection) -> int:
+        """The oldest checkpoint: where the next batch starts."""
+        return min(self.checkpoints(conn).values(), default=0)
 
     def _up_to_date(self, to_position: int | None) -> bool:
         with self.engine.connect() as conn:
-            behind = min(self.checkpoints(conn).values(), default=0)
+            behind = self._behind(conn)
         with self.source.connect() as source:
             head = _head(source)
         return behind >= (head if to_position is None else min(head, to_position))
 
     def _apply_batch(
-        self, conn: Connection, to_position: int | None, chain: ChainWalker | None = None
-    ) -> tuple[int, RecordedEvent | None]:
-        """Apply up to BATCH events past the oldest checkpoint; return how many were
-        applied and the undecodable event the batch stopped before, if any."""
+        self, conn: Connection, to_position: int | None, chain: ChainWalker | None = None,
+        deadline: float | None = None,
+    ) -> tuple[int, RecordedEvent | None, bool]:
+        """Apply up to BATCH events past the oldest checkpoint, stopping early once
+        `deadline` has passed; return how many were applied, the undecodable event the
+        batch stopped before if any, and whether events past the batch may remain."""
         checkpoints = self.checkpoints(conn)
         start = min(checkpoints.values(), default=0)
         if self.source is self.engine:
@@ -172,6 +212,8 @@ class ProjectionRunner:
         batch = Batch()
         last, stopped, applied = start, None, 0
         for event in rows:
+            if deadline is not None and applied and time.monotonic() >= deadline:
+                break
             if chain is not None:
                 breaks = chain.step(event)
                 if breaks:
@@ -192,7 +234,7 @@ class ProjectionRunner:
         if moved:  # a checkpoint never moves backwards
             upsert(conn, ProjectionCheckpoint, moved, keys=("name",),
                    update_columns=("position",), newer="position")
-        return applied, stopped
+        return applied, stopped, applied < len(rows) or len(rows) == BATCH
 
     def _interested(self, payload_type: type) -> tuple[Projection, ...]:
         found = self._dispatch.get(payload_type)
