@@ -167,13 +167,17 @@ class Strata:
         if not paths:
             raise InvalidInput("no files to import")
         missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
+        if missing:  # all of them named at once, before any is read
             raise InvalidInput(f"not a file: {', '.join(missing)}; nothing was imported")
         inputs = [InputRef.model_validate({"digest": self.resolve_asset(ref), "role": role})
                   for ref, role in parents]
-        stored = [(path, self.blobs.ingest_path(path)) for path in paths]  # blob before event
-        if inputs:
-            self._refuse_cycles([info.digest for _, info in stored], inputs)
+        # Every file is checked before any is stored, and every blob is stored before its
+        # event: a refusal (a bad file, a cycle) leaves no blob and no event behind.
+        with self.blobs.staging_paths(paths) as staged:
+            if inputs:
+                self._refuse_cycles([each.info.digest for each in staged], inputs)
+            stored = [(path, self.blobs.publish(each)) for path, each in zip(paths, staged,
+                                                                                strict=True)]
         by_stream: dict[str, list[Payload]] = {}
         for path, info in stored:
             source = ImportSource(name=path.name, path=str(path.resolve()))

@@ -23,7 +23,9 @@ import shutil
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,6 +45,14 @@ def parse_digest(digest: str) -> str:
     if match is None:
         raise InvalidInput(f"not a blob address: {digest!r} (expected sha256:<64 hex>)")
     return match.group(1)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An input spooled to a temporary file, hashed and inspected, not stored yet."""
+
+    temporary: Path
+    info: AssetInfo
 
 
 class BlobStore(ABC):
@@ -87,6 +97,35 @@ class BlobStore(ABC):
         Refused input (too large, a broken image, a decompression bomb) raises
         InvalidInput and leaves nothing behind: no blob, no temporary file.
         """
+        with self.staging([source]) as (staged,):
+            return self.publish(staged)
+
+    @contextmanager
+    def staging(self, sources: Sequence[BinaryIO]) -> Iterator[list[Staged]]:
+        """Spool, hash and inspect every source before any is stored. One refused source
+        raises InvalidInput with nothing stored, so a caller can store all or none."""
+        with self._temporaries() as staged:
+            for source in sources:
+                staged.append(self._stage(source))
+            yield staged
+
+    @contextmanager
+    def _temporaries(self) -> Iterator[list[Staged]]:
+        """A list to stage into; its temporary files are removed on leaving, whatever was
+        published from them."""
+        staged: list[Staged] = []
+        try:
+            yield staged
+        finally:
+            for each in staged:
+                each.temporary.unlink(missing_ok=True)
+
+    def publish(self, staged: Staged) -> AssetInfo:
+        """Make a staged, inspected file durable under its digest."""
+        self._publish(staged.temporary, staged.info.digest)
+        return staged.info
+
+    def _stage(self, source: BinaryIO) -> Staged:
         self.spool.mkdir(parents=True, exist_ok=True)
         descriptor, name = tempfile.mkstemp(dir=self.spool, prefix=TEMPORARY_PREFIX,
                                             suffix=TEMPORARY_SUFFIX)
@@ -95,10 +134,10 @@ class BlobStore(ABC):
             with os.fdopen(descriptor, "wb") as spooled:
                 digest, size, head = self._spool(source, spooled)
             info = inspect(temporary, head, self.max_image_pixels)
-            self._publish(temporary, digest)
-        finally:
+        except BaseException:
             temporary.unlink(missing_ok=True)
-        return AssetInfo(
+            raise
+        return Staged(temporary, AssetInfo(
             digest=digest,
             media_type=info.media_type,
             size=size,
@@ -106,7 +145,7 @@ class BlobStore(ABC):
             height=info.height,
             phash=info.phash,
             dhash=info.dhash,
-        )
+        ))
 
     def _spool(self, source: BinaryIO, spooled: BinaryIO) -> tuple[str, int, bytes]:
         """Copy `source` to `spooled` chunk by chunk: its digest, size and first bytes."""
@@ -127,13 +166,22 @@ class BlobStore(ABC):
         return f"sha256:{hasher.hexdigest()}", size, head
 
     def ingest_path(self, path: Path) -> AssetInfo:
-        if not path.is_file():
-            raise InvalidInput(f"not a file: {path}")
-        try:
-            with path.open("rb") as source:
-                return self.ingest(source)
-        except InvalidInput as exc:
-            raise InvalidInput(f"{path}: {exc}") from exc
+        with self.staging_paths([path]) as (staged,):
+            return self.publish(staged)
+
+    @contextmanager
+    def staging_paths(self, paths: Sequence[Path]) -> Iterator[list[Staged]]:
+        """`staging` for files; a refusal names the file it is about."""
+        with self._temporaries() as staged:
+            for path in paths:
+                if not path.is_file():
+                    raise InvalidInput(f"not a file: {path}")
+                try:
+                    with path.open("rb") as source:
+                        staged.append(self._stage(source))
+                except InvalidInput as exc:
+                    raise InvalidInput(f"{path}: {exc}") from exc
+            yield staged
 
     def ingest_bytes(self, data: bytes) -> AssetInfo:
         return self.ingest(io.BytesIO(data))

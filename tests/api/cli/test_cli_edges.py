@@ -154,8 +154,6 @@ def test_a_refused_file_imports_none_of_the_others(strata: Strata, tmp_path: Pat
     assert result.stdout == "" and strata.ledger.head_position() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="Strata.add_files publishes each blob before checking "
-                   "the next file (core/service.py; fix proposed in the CLI helper's report)")
 def test_a_refused_file_leaves_no_blob_of_the_others(strata: Strata, tmp_path: Path) -> None:
     good = write_png(tmp_path, "a.png", 1)
     cut = tmp_path / "trunc.png"
@@ -163,6 +161,7 @@ def test_a_refused_file_leaves_no_blob_of_the_others(strata: Strata, tmp_path: P
     with pytest.raises(InvalidInput):
         strata.add_files([good, cut])
     assert list(strata.blobs.iter_digests()) == []
+    assert strata.blobs.stale_temporary_files() == []  # nor a temporary file
 
 
 def test_an_asset_cannot_be_its_own_ancestor(strata: Strata, tmp_path: Path) -> None:
@@ -180,9 +179,11 @@ def test_an_asset_cannot_be_its_own_ancestor(strata: Strata, tmp_path: Path) -> 
             strata.add_file(path, [(parent, "source")])
     # Several files: the one that would close a cycle refuses them all.
     d = write_png(tmp_path, "d.png", 4)
+    blobs_before = set(strata.blobs.iter_digests())
     with pytest.raises(InvalidInput, match="own ancestor"):
         strata.add_files([d, b], [(digest_b, "mask")])
     assert strata.ledger.head_position() == head
+    assert set(strata.blobs.iter_digests()) == blobs_before  # not even d.png's bytes
 
     result = plain_cli(strata, tmp_path)("add", str(a), "--from", digest_b[7:19], ok=False)
     assert result.returncode == 2
