@@ -222,11 +222,11 @@ class Worker:
         try:
             result = executor.run(ctx)
         except JobInterrupted:
-            self._drop_lease(ctx)
+            self.drop_lease(ctx.job_id)
             return None
         except KeyboardInterrupt:
             # Ctrl-C on `--wait`: hand the job back at once rather than after the lease.
-            self._drop_lease(ctx)
+            self.drop_lease(ctx.job_id)
             raise
         except Exception as error:
             return self._record_failure(ctx, started_version, error)
@@ -327,13 +327,12 @@ class Worker:
                 ctx.interrupted.set()
                 return
 
-    def _drop_lease(self, ctx: JobContext) -> None:
+    def drop_lease(self, job_id: str) -> None:
         """Release the lease of an interrupted job, if it is still this worker's."""
         leases = table(JobLease)
         with self.strata.store.engine.begin() as conn:
-            conn.execute(delete(leases).where(
-                leases.c.job_id == ctx.job_id, leases.c.attempt == ctx.attempt,
-                leases.c.worker == self.name))
+            conn.execute(delete(leases).where(leases.c.job_id == job_id,
+                                              leases.c.worker == self.name))
 
 
 def run_here(strata: Strata, job_id: str, on_progress: Progress | None = None) -> dict[str, Any]:
@@ -348,6 +347,8 @@ def run_here(strata: Strata, job_id: str, on_progress: Progress | None = None) -
     try:
         row = worker.wait_for(row["job_id"])
     except KeyboardInterrupt:
+        # Ctrl-C may land between the claim's commit and the run that would release it.
+        worker.drop_lease(job_id)
         raise Interrupted(_what_became_of(get(strata, job_id), worker.name)) from None
     if row["status"] != "completed":
         error = f": {row['error_class']}: {row['error_message']}" if row["error_class"] else ""
