@@ -8,11 +8,16 @@ allocating it.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from strata.core.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL.ImageFile import ImageFile
 
 SNIFF_BYTES = 64
 
@@ -73,14 +78,8 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
     import imagehash
     from PIL import Image, UnidentifiedImageError
 
-    # Pillow refuses on its own above twice its global limit, before the size is known
-    # here; make that limit ours, so a configured STRATA_MAX_IMAGE_PIXELS is honoured.
-    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with warnings.catch_warnings():
-            # Pillow only warns between its limit and twice it; the check below refuses.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+        image = _open_with_limit(path, max_pixels)
         with image:
             width, height = image.size
             if width * height > max_pixels:
@@ -102,6 +101,26 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
         phash=str(imagehash.phash(rgb)),
         dhash=str(imagehash.dhash(rgb)),
     )
+
+
+# Pillow's limit is one global of the process; it is set only for the moment of opening.
+_PILLOW_LIMIT = threading.Lock()
+
+
+def _open_with_limit(path: Path, max_pixels: int) -> ImageFile:
+    """Image.open under our limit: Pillow refuses on its own above twice its global limit,
+    before the size is known here, so the limit must be ours while it opens — and only
+    then, so that other code in this process keeps Pillow's own default."""
+    from PIL import Image
+
+    with _PILLOW_LIMIT, warnings.catch_warnings():
+        # Pillow only warns between its limit and twice it; the caller's check refuses.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
 
 
 def _bomb(what: str, max_pixels: int) -> InvalidInput:
