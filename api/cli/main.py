@@ -8,17 +8,21 @@ modules import them only inside the commands that run a model.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
 
 from rich.markup import escape
 
+from strata.api.cli import commands
 from strata.api.cli.app import app, err_console
-from strata.api.cli.commands import assets, branches, curation, demo, jobs, models, store
 from strata.api.cli.errors import exit_code
 from strata.core.errors import StrataError
 
-# Importing a command module registers its commands on `app`; this names them all.
-COMMAND_MODULES = (store, assets, models, jobs, curation, branches, demo)
+# Importing a command module registers its commands on `app`: a new module in
+# api/cli/commands/ (a new layer's commands) needs no edit here.
+for _module in pkgutil.iter_modules(commands.__path__):
+    importlib.import_module(f"{commands.__name__}.{_module.name}")
 
 
 def main() -> None:
