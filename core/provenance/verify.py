@@ -1,14 +1,20 @@
-"""`strata verify`: prove that nobody rewrote the history and that every blob is intact."""
+"""`strata verify`: prove that nobody rewrote the history and that every blob is intact;
+and, with signed checkpoints (core/provenance/checkpoints.py), that nothing was removed
+from the log's end or replaced since they were made."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from strata.core.errors import LogShortened, VerificationFailed
 from strata.core.ledger.event_types import AssetDerived, AssetImported, JobCompleted, ProducedAsset
 from strata.core.ledger.events import Payload, RecordedEvent
 from strata.core.ledger.log import ChainBreak, Ledger
 from strata.core.projections.runner import log_shortened
+from strata.core.provenance import checkpoints, keys
+from strata.core.provenance.checkpoints import Verdict
 from strata.core.service import Strata
 from strata.core.storage.blobs import BlobStore
 
@@ -38,15 +44,21 @@ class VerifyReport:
     corrupt_blobs: list[str] = field(default_factory=list)
     # Set when the projections have seen a position past the log's end: events deleted.
     shortened: LogShortened | None = None
+    # One verdict per checkpoint given: does the log still extend it?
+    checkpoints: list[Verdict] = field(default_factory=list)
+    # Printed, but not failures: the log no longer extends the newest checkpoint seen.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (self.chain_breaks or self.missing_blobs or self.corrupt_blobs
-                    or self.shortened)
+                    or self.shortened or any(not v.ok for v in self.checkpoints))
 
     @property
     def first_bad_position(self) -> int | None:
-        return min((b.position for b in self.chain_breaks), default=None)
+        positions = [b.position for b in self.chain_breaks]
+        positions += [v.position for v in self.checkpoints if not v.ok and v.position]
+        return min(positions, default=None)
 
     def problems(self) -> list[str]:
         """Every problem found, one line each, in the words `strata verify` prints."""
@@ -57,6 +69,7 @@ class VerifyReport:
                   for digest in self.corrupt_blobs]
         if self.shortened is not None:
             lines.append(str(self.shortened))
+        lines += [verdict.line() for verdict in self.checkpoints if not verdict.ok]
         return lines
 
     def raise_if_failed(self) -> None:
@@ -68,10 +81,30 @@ class VerifyReport:
             f"verify FAILED: {len(self.problems())} problem(s) in {self.events} events{where}")
 
 
-def verify_store(strata: Strata, rehash: bool = True) -> VerifyReport:
+def verify_store(
+    strata: Strata, rehash: bool = True, checkpoint_files: Sequence[Path] = (),
+    key_file: Path | None = None,
+) -> VerifyReport:
     """Recompute the hash chain from the first event; check (and re-hash) every blob;
-    and notice a log shorter than what its projections have already seen."""
+    notice a log shorter than what its projections have already seen; hold the log to
+    each signed checkpoint file (signed by the store's key, or the one in `key_file`).
+
+    The newest checkpoint that holds is kept in the store folder, and a log that no
+    longer extends it is warned about on every later run.
+    """
+    home = strata.store.settings.resolved_home
+    verdicts: list[Verdict] = []
+    if checkpoint_files:
+        verifier = (keys.load_verifier(key_file) if key_file is not None
+                    else keys.store_verifier(home))
+        verdicts = checkpoints.hold_to_files(strata.ledger, checkpoint_files, verifier)
+    warning = checkpoints.seen_warning(strata.ledger, home)
     report = verify(strata.ledger, strata.blobs, rehash)
+    report.checkpoints = verdicts
+    report.warnings = [warning] if warning else []
+    for verdict in verdicts:
+        if verdict.ok and verdict.checkpoint is not None:
+            checkpoints.remember(home, verdict.checkpoint, verdict.signed)
     state = strata.store.projections.state()
     if state.seen > state.head:
         report.shortened = log_shortened(state.head, state.seen)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -65,12 +66,22 @@ def status(as_json: Json = False) -> None:
 @app.command()
 def verify(
     quick: Annotated[bool, typer.Option("--quick", help="skip re-hashing the blobs")] = False,
+    checkpoint: Annotated[list[Path] | None, typer.Option(
+        "--checkpoint", help="a signed checkpoint the log must still extend (repeatable)",
+    )] = None,
+    key: Annotated[Path | None, typer.Option(
+        "--key", help="the public key that signed the checkpoints (default: the store's)",
+    )] = None,
 ) -> None:
-    """Recompute the hash chain from the first event and re-hash every blob."""
+    """Recompute the hash chain from the first event and re-hash every blob; with
+    --checkpoint, prove that nothing was removed or replaced since each checkpoint."""
     from strata.core.provenance.verify import verify_store
 
     strata = open_strata()
-    report = verify_store(strata, rehash=not quick)
+    report = verify_store(strata, rehash=not quick, checkpoint_files=checkpoint or (),
+                          key_file=key)
+    for warning in report.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}")
     for problem in report.problems():
         err_console.print(f"[red]{escape(problem)}[/]")
     stale = strata.blobs.stale_temporary_files()
@@ -79,7 +90,8 @@ def verify(
                       f"{stale[0].parent} (never part of the store; safe to delete)")
     report.raise_if_failed()
     checked = "" if quick else f", {report.blobs_checked} blobs re-hashed"
-    console.print(f"[green]verify OK[/]: {report.events} events, chain intact{checked}")
+    held = f", extends {len(report.checkpoints)} checkpoint(s)" if report.checkpoints else ""
+    console.print(f"[green]verify OK[/]: {report.events} events, chain intact{checked}{held}")
 
 
 @app.command()
