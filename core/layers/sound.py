@@ -1,0 +1,401 @@
+"""Sound: synthesized beds, spoken lines, and audio laid under a video.
+
+Three operations of one `sound.requested`:
+- `synth`: a deterministic bed made with numpy (presets pad, pulse, noise; a seed for the
+  noise and the pad's phases), written as a 16-bit stereo WAV at 48 kHz.
+- `voice`: `text` spoken by the espeak-ng program (voice, speed in words per minute); its
+  WAV is the output, and `espeak-ng --version` is recorded. espeak-ng is looked up when the
+  request is made and again where it runs; without it the error says how to install it.
+- `add`: audio tracks mixed under a video. Each track is trimmed (`trim`: start and end in
+  the track's own seconds), given `gain_db`, faded in and out over its trimmed length,
+  and placed at `offset` seconds of the video. The mix lasts exactly as long as the video:
+  a track that runs past the end is cut there, and silence pads the rest; both are
+  recorded per track. The video stream is copied as it is; the mix becomes its AAC track.
+
+Inputs: the video is `source`, each track `audio`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from strata.core import layers
+from strata.core.errors import InvalidInput, JobError
+from strata.core.ledger.event_types import (
+    DIGEST_PATTERN,
+    InputRef,
+    JobCompleted,
+    JobRequest,
+    ProducedAsset,
+    short,
+)
+from strata.core.ledger.events import Payload, explain, registry
+from strata.core.runtime.executor import Executor, JobContext
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from strata.core.service import Strata
+
+MAX_SECONDS = 600.0
+PRESETS = ("pad", "pulse", "noise")
+NOISE_SMOOTHING = 9  # samples of the noise preset's smoothing window
+ESPEAK = "espeak-ng"
+INSTALL_ESPEAK = ("espeak-ng is not installed (or not on PATH); install it: "
+                  "`apt-get install espeak-ng` (Debian, Ubuntu), `brew install espeak-ng` "
+                  "(macOS), or see https://github.com/espeak-ng/espeak-ng")
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+
+
+class AudioTrack(Payload):
+    """One audio input of `sound add` and how it is laid under the video."""
+
+    audio: str = Field(pattern=DIGEST_PATTERN)
+    offset: Seconds = 0.0
+    trim: tuple[Seconds, Seconds] | None = None
+    fade_in: Seconds = 0.0
+    fade_out: Seconds = 0.0
+    gain_db: float = Field(default=0.0, ge=-60, le=24, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered_trim(self) -> AudioTrack:
+        if self.trim is not None and not self.trim[0] < self.trim[1]:
+            raise ValueError(f"trim {self.trim[0]},{self.trim[1]}: the start must come "
+                             "before the end")
+        return self
+
+
+@registry.register("sound.requested")
+class SoundRequested(JobRequest):
+    operation: Literal["synth", "voice", "add"]
+    # synth
+    preset: Literal["pad", "pulse", "noise"] | None = None
+    duration: float | None = Field(default=None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+    bpm: float | None = Field(default=None, gt=0, le=600, allow_inf_nan=False)
+    seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    # voice
+    text: str | None = Field(default=None, min_length=1, max_length=5000)
+    voice: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,40}$")
+    speed: int | None = Field(default=None, ge=80, le=500)  # words per minute
+    # add
+    video: str | None = Field(default=None, pattern=DIGEST_PATTERN)
+    tracks: list[AudioTrack] = Field(default_factory=list, max_length=32)
+
+    def summary(self) -> str:
+        if self.operation == "synth":
+            return f"synth {self.preset} {self.duration} s, {self.bpm} bpm, seed {self.seed}"
+        if self.operation == "voice":
+            return f"voice {self.voice} at {self.speed} wpm: {(self.text or '')[:40]!r}"
+        return f"add {len(self.tracks)} track(s) to {short(self.video)}"
+
+    @model_validator(mode="after")
+    def _fields_of_the_operation(self) -> SoundRequested:
+        needed = {"synth": ("preset", "duration", "bpm", "seed"),
+                  "voice": ("text", "voice", "speed"), "add": ("video",)}[self.operation]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"{self.operation} needs {', '.join(missing)}")
+        if self.operation == "add" and not self.tracks:
+            raise ValueError("add needs at least one audio track")
+        return self
+
+
+class TrackPlaced(Payload):
+    """Where one track ended up in the mix, in seconds of the video."""
+
+    audio: str
+    start: float
+    end: float
+    cut: float  # seconds of the (trimmed) track past the video's end, dropped
+
+
+@registry.register("sound.completed")
+class SoundCompleted(JobCompleted):
+    versions: dict[str, str]
+    encoder: dict[str, Any] = Field(default_factory=dict)
+    espeak_ng: str | None = None  # `espeak-ng --version`
+    video_duration: float | None = None
+    placed: list[TrackPlaced] = Field(default_factory=list)
+    padded: float | None = None  # seconds of silence after the last track ends
+
+
+class SoundExecutor(Executor):
+    layer: ClassVar[str] = "sound"
+    version: ClassVar[str] = "1"
+
+    def run(self, ctx: JobContext) -> SoundCompleted:
+        from strata.core import av
+
+        request = ctx.request
+        if not isinstance(request, SoundRequested):
+            raise JobError(f"the sound executor cannot run {type(request).__name__}")
+        if request.operation == "synth":
+            assert request.preset and request.duration and request.bpm
+            samples = synthesize(request.preset, request.duration, request.bpm,
+                                 request.seed or 0)
+            info = ctx.strata.blobs.ingest_bytes(av.wav_bytes(samples))
+            ctx.progress(1, 1)
+            return SoundCompleted(
+                job_id=ctx.job_id, operation="synth", versions=av.versions(),
+                encoder={"container": "wav", "sample_format": "s16",
+                         "sample_rate": av.SAMPLE_RATE, "channels": av.CHANNELS},
+                outputs=[ProducedAsset(asset=info, seed=request.seed)])
+        if request.operation == "voice":
+            data, version = speak(request.text or "", request.voice or "", request.speed or 0)
+            info = ctx.strata.blobs.ingest_bytes(data)
+            ctx.progress(1, 1)
+            return SoundCompleted(job_id=ctx.job_id, operation="voice", versions=av.versions(),
+                                  espeak_ng=version, outputs=[ProducedAsset(asset=info)])
+        return self._add(ctx, request)
+
+    def _add(self, ctx: JobContext, request: SoundRequested) -> SoundCompleted:
+        import numpy as np
+
+        from strata.core import av
+        from strata.core.projections import views
+        from strata.core.storage.media import probe_av
+
+        assert request.video is not None
+        with ctx.strata.view() as conn:
+            row = views.asset_row(conn, request.video)
+        media_type = row["media_type"] if row else "video"
+        with ctx.strata.blobs.open_seekable(request.video) as handle:
+            probed = probe_av(handle, media_type)
+        if not probed.frames or not probed.fps:
+            raise JobError(f"{short(request.video)} has no video stream")
+        video_seconds = probed.frames / probed.fps
+        length = round(video_seconds * av.SAMPLE_RATE)
+        mix = np.zeros((av.CHANNELS, length), dtype=np.float64)
+        placed = []
+        for done, track in enumerate(request.tracks, start=1):
+            with ctx.strata.blobs.open_seekable(track.audio) as handle:
+                samples = shape_track(av.decode_audio(handle), track, av.SAMPLE_RATE)
+            start = round(track.offset * av.SAMPLE_RATE)
+            kept = max(0, min(samples.shape[1], length - start))
+            mix[:, start:start + kept] += samples[:, :kept]
+            placed.append(TrackPlaced(
+                audio=track.audio, start=round(min(start, length) / av.SAMPLE_RATE, 6),
+                end=round((start + kept if kept else min(start, length)) / av.SAMPLE_RATE, 6),
+                cut=round((samples.shape[1] - kept) / av.SAMPLE_RATE, 6)))
+            ctx.progress(done, len(request.tracks) + 1)
+        last_end = max(p.end for p in placed)
+        with ctx.strata.blobs.open_seekable(request.video) as handle:
+            data = av.replace_audio(handle, np.clip(mix, -1.0, 1.0).astype(np.float32))
+        info = ctx.strata.blobs.ingest_bytes(data)
+        ctx.progress(len(request.tracks) + 1, len(request.tracks) + 1)
+        inputs = [InputRef(digest=request.video, role="source"),
+                  *(InputRef(digest=t.audio, role="audio") for t in request.tracks)]
+        return SoundCompleted(
+            job_id=ctx.job_id, operation="add", versions=av.versions(),
+            encoder={"video": "copied", **av.audio_settings()},
+            video_duration=round(video_seconds, 6), placed=placed,
+            padded=round(max(0.0, video_seconds - last_end), 6),
+            outputs=[ProducedAsset(asset=info, inputs=inputs)])
+
+
+def shape_track(samples: np.ndarray, track: AudioTrack, rate: int) -> np.ndarray:
+    """A track trimmed, given its gain and faded in and out (linear ramps)."""
+    import numpy as np
+
+    if track.trim is not None:
+        samples = samples[:, round(track.trim[0] * rate):round(track.trim[1] * rate)]
+    shaped = samples.astype(np.float64) * 10 ** (track.gain_db / 20)
+    count = shaped.shape[1]
+    fade_in = min(count, round(track.fade_in * rate))
+    fade_out = min(count, round(track.fade_out * rate))
+    if fade_in:
+        shaped[:, :fade_in] *= np.arange(fade_in) / fade_in
+    if fade_out:
+        shaped[:, count - fade_out:] *= np.arange(fade_out, 0, -1) / fade_out
+    return shaped
+
+
+def synthesize(preset: str, duration: float, bpm: float, seed: int) -> np.ndarray:
+    """A stereo bed of `duration` s at av.SAMPLE_RATE, in [-1, 1]; the same arguments give
+    the same samples.
+
+    pad: an A-minor chord of slightly detuned sines (random phases from the seed) under a
+    slow swell, one swell per four beats; pulse: a 440 Hz blip on every beat, decaying in
+    a tenth of a second; noise: seeded white noise smoothed by a short Hann window (a low-pass).
+    Every preset fades in and out over 50 ms so that it starts and ends without a click.
+    """
+    import numpy as np
+
+    from strata.core.av import CHANNELS, SAMPLE_RATE
+
+    rng = np.random.default_rng(seed)
+    count = max(1, round(duration * SAMPLE_RATE))
+    t = np.arange(count) / SAMPLE_RATE
+    beat = 60.0 / bpm
+    if preset == "pad":
+        mono = np.zeros(count)
+        for frequency in (220.0, 261.63, 329.63):
+            for detune in (-0.5, 0.5):
+                mono += np.sin(2 * np.pi * (frequency + detune) * t + rng.uniform(0, 2 * np.pi))
+        mono *= (0.6 + 0.4 * np.sin(2 * np.pi * t / (4 * beat))) / 6 * 0.5
+    elif preset == "pulse":
+        since_beat = np.mod(t, beat)
+        mono = 0.5 * np.sin(2 * np.pi * 440.0 * t) * np.exp(-since_beat / 0.1)
+    elif preset == "noise":
+        kernel = np.hanning(NOISE_SMOOTHING + 2)[1:-1]
+        mono = np.convolve(rng.uniform(-1.0, 1.0, count), kernel / kernel.sum(), mode="same")
+        mono *= 0.5 / max(1e-9, float(np.abs(mono).max()))
+    else:
+        raise InvalidInput(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    edge = min(count // 2, round(0.05 * SAMPLE_RATE))
+    if edge:
+        ramp = np.arange(edge) / edge
+        mono[:edge] *= ramp
+        mono[count - edge:] *= ramp[::-1]
+    return np.tile(mono, (CHANNELS, 1))
+
+
+def espeak_path() -> str:
+    found = shutil.which(ESPEAK)
+    if found is None:
+        raise JobError(INSTALL_ESPEAK)
+    return found
+
+
+def speak(text: str, voice: str, speed: int) -> tuple[bytes, str]:
+    """espeak-ng's WAV of `text`, and its `--version` line."""
+    import subprocess
+    import tempfile
+
+    program = espeak_path()
+    version = subprocess.run([program, "--version"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    with tempfile.TemporaryDirectory(prefix="strata-voice-") as folder:
+        out = Path(folder) / "voice.wav"
+        # The text goes through standard input, so that text starting with "-" is not read
+        # as an option; -w writes a complete WAV (a pipe's WAV would declare no length).
+        done = subprocess.run([program, "-v", voice, "-s", str(speed), "-w", str(out),
+                               "--stdin"], input=text.encode(), capture_output=True)
+        if done.returncode != 0 or not out.is_file() or out.stat().st_size <= 44:
+            message = done.stderr.decode(errors="replace").strip() or "no sound was written"
+            raise JobError(f"espeak-ng could not speak with voice {voice!r}: {message}")
+        return out.read_bytes(), version
+
+
+def build_synth(strata: Strata, preset: str, duration: float, *, bpm: float = 120.0,
+                seed: int | None = None, branch: str | None = None) -> SoundRequested:
+    """A validated synth request; the seed is chosen now when none is given (recorded)."""
+    import secrets
+
+    if preset not in PRESETS:
+        raise InvalidInput(f"--preset is one of {', '.join(PRESETS)}, not {preset!r}")
+    return _request(operation="synth", preset=preset, duration=duration, bpm=bpm,
+                    seed=secrets.randbelow(2**32) if seed is None else seed, branch=branch)
+
+
+def build_voice(strata: Strata, text: str, *, voice: str = "en", speed: int = 175,
+                branch: str | None = None) -> SoundRequested:
+    """A validated voice request; refused (nothing appended) without espeak-ng here."""
+    request = _request(operation="voice", text=text, voice=voice, speed=speed, branch=branch)
+    espeak_path()
+    return request
+
+
+def build_add(
+    strata: Strata,
+    video: str,
+    audio: list[str],
+    *,
+    offset: Sequence[float] = (),
+    trim: Sequence[tuple[float, float]] = (),
+    fade_in: Sequence[float] = (),
+    fade_out: Sequence[float] = (),
+    gain_db: Sequence[float] = (),
+    branch: str | None = None,
+) -> SoundRequested:
+    """A validated `add` request. Each timing list holds nothing (the default), one value
+    (for every track) or one value per track, in the order of `audio`. An audio file (a
+    path) is checked first and imported as an asset only once everything is valid."""
+    from strata.core.projections import views
+
+    if not audio:
+        raise InvalidInput("sound add needs at least one --audio")
+    per_track: dict[str, list[Any]] = {}
+    for name, values in (("offset", offset), ("trim", trim), ("fade_in", fade_in),
+                         ("fade_out", fade_out), ("gain_db", gain_db)):
+        if len(values) not in (0, 1, len(audio)):
+            raise InvalidInput(f"give --{name.replace('_', '-')} once (for every track) or "
+                               f"once per --audio ({len(audio)}), not {len(values)} times")
+        per_track[name] = list(values) * len(audio) if len(values) == 1 else list(values)
+    source = strata.resolve_asset(video)
+    with strata.view() as conn:
+        row = views.asset_row(conn, source)
+    if row is None or not row["media_type"].startswith("video/"):
+        kind = row["media_type"] if row else "unknown"
+        raise InvalidInput(f"{short(source)} is {kind}, not a video: sound add lays audio "
+                           "under a video")
+    files: list[Path] = []
+    digests = []
+    for ref in audio:
+        path = Path(ref)
+        if path.is_file():
+            digests.append(_audio_file_digest(strata, path))
+            files.append(path)
+        else:
+            digest = strata.resolve_asset(ref)
+            with strata.view() as conn:
+                found = views.asset_row(conn, digest)
+            if found is None or not found["media_type"].startswith("audio/"):
+                raise InvalidInput(f"{short(digest)} is {found and found['media_type']}, not "
+                                   "audio")
+            digests.append(digest)
+    tracks = []
+    for index, digest in enumerate(digests):
+        chosen = {name: values[index] for name, values in per_track.items() if values}
+        try:
+            tracks.append(AudioTrack(audio=digest, **chosen))
+        except ValidationError as error:
+            raise InvalidInput(f"invalid audio track {index + 1}: {explain(error)}") from error
+    request = _request(operation="add", video=source, tracks=tracks, branch=branch)
+    if files:
+        strata.add_files(files)
+    return request
+
+
+def _audio_file_digest(strata: Strata, path: Path) -> str:
+    """The digest of an audio file about to be imported, once it is known to be sound
+    audio (refused like any import otherwise: nothing is stored or appended)."""
+    import hashlib
+
+    from strata.core.storage.media import SNIFF_BYTES, inspect
+
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+        handle.seek(0)
+        digest = f"sha256:{hashlib.file_digest(handle, 'sha256').hexdigest()}"
+    try:
+        info = inspect(path, head, strata.blobs.max_image_pixels)
+    except InvalidInput as error:
+        raise InvalidInput(f"{path}: {error}") from error
+    if not info.media_type.startswith("audio/"):
+        raise InvalidInput(f"{path} is {info.media_type}, not audio")
+    return digest
+
+
+def _request(**fields: Any) -> SoundRequested:
+    from strata.core.runtime import jobs
+
+    try:
+        return SoundRequested(job_id=jobs.new_job_id(), **fields)
+    except ValidationError as error:
+        raise InvalidInput(f"invalid sound request: {explain(error)}") from error
+
+
+LAYER = layers.register(layers.Layer(
+    name="sound",
+    description="sound: synthesized beds (numpy), speech (espeak-ng), audio mixed under a "
+                "video (AAC)",
+    requested=SoundRequested,
+    completed=SoundCompleted,
+    executor=lambda _resources: SoundExecutor(),
+))
