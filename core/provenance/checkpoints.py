@@ -144,7 +144,8 @@ class Verdict:
         return self.kind == "extends"
 
     def line(self) -> str:
-        return f"{self.source}: {self.detail}"
+        # A refused signature's message names the file already.
+        return self.detail if self.kind == "unverified" else f"{self.source}: {self.detail}"
 
 
 def _first_break(ledger: Ledger, to_position: int) -> int | None:

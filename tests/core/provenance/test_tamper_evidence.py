@@ -180,8 +180,9 @@ def test_a_forked_history_is_named_by_the_checkpoint(
     """The attacker rewrites event 4 and recomputes every hash after it: the chain holds,
     and only the checkpoint shows that this is not the history it attested."""
     strata, kept, _ = recorded
-    earlier = kept.parent / "earlier.checkpoint"
-    earlier.write_text(_checkpoint_at(strata, 3), encoding="utf-8")
+    earlier = [kept.parent / f"at-{position}.checkpoint" for position in (2, 3)]
+    for position, path in zip((2, 3), earlier, strict=True):
+        path.write_text(_checkpoint_at(strata, position), encoding="utf-8")
     prev_hash = row(attacker, 3)["hash"]
     for position in range(4, EVENTS + 1):
         event = strata.ledger.get(row(attacker, position)["event_id"])
@@ -198,9 +199,11 @@ def test_a_forked_history_is_named_by_the_checkpoint(
     attacker.commit()
 
     assert verify(strata, "--quick").returncode == 0  # the chain alone cannot tell
-    result = verify(strata, "--checkpoint", str(kept), "--checkpoint", str(earlier), "--quick")
+    given = [arg for path in (kept, *earlier) for arg in ("--checkpoint", str(path))]
+    result = verify(strata, *given, "--quick")
     assert result.returncode == INTEGRITY
     assert f"the log forked: the event at position {EVENTS} is not the one" in result.stderr
+    # The newest checkpoint the log still extends bounds where the fork began.
     assert "the fork is after position 3" in result.stderr
 
 
