@@ -59,10 +59,13 @@ def add(
         help="seconds into the video where the track starts (once, or once per track)")]
     = [],  # noqa: B006
     trim: Annotated[list[str], typer.Option(
-        help="S,E: the part of the track to use, in its own seconds")] = [],  # noqa: B006
-    fade_in: Annotated[list[float], typer.Option(help="seconds")] = [],  # noqa: B006
-    fade_out: Annotated[list[float], typer.Option(help="seconds")] = [],  # noqa: B006
-    gain: Annotated[list[float], typer.Option(help="decibels")] = [],  # noqa: B006
+        help="S,E: the part of the track to use, in its own seconds (once, or per track)")] = [],  # noqa: B006
+    fade_in: Annotated[list[float], typer.Option(help="seconds (once, or per track)")]
+    = [],  # noqa: B006
+    fade_out: Annotated[list[float], typer.Option(help="seconds (once, or per track)")]
+    = [],  # noqa: B006
+    gain: Annotated[list[float], typer.Option(help="decibels (once, or per track)")]
+    = [],  # noqa: B006
     branch: Branch = None,
     wait: Wait = False,
 ) -> None:
