@@ -28,9 +28,16 @@ class AssetInfo(Payload):
     size: int = Field(ge=0)
     width: int | None = None
     height: int | None = None
-    duration: float | None = None
+    duration: float | None = None  # seconds, audio and video
     phash: str | None = None
     dhash: str | None = None
+    # Probed from audio and video (None for images and events written before they were).
+    fps: float | None = None
+    frames: int | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    video_codec: str | None = None
+    audio_codec: str | None = None
 
 
 Role = Literal["source", "mask", "layer", "audio", "reference", "parent"]

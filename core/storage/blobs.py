@@ -15,6 +15,7 @@ A backend implements the storage primitives: `_publish`, `_exists`, `_open` and
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -137,15 +138,8 @@ class BlobStore(ABC):
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        return Staged(temporary, AssetInfo(
-            digest=digest,
-            media_type=info.media_type,
-            size=size,
-            width=info.width,
-            height=info.height,
-            phash=info.phash,
-            dhash=info.dhash,
-        ))
+        # What inspection found, under the same names as the asset record's fields.
+        return Staged(temporary, AssetInfo(digest=digest, size=size, **dataclasses.asdict(info)))
 
     def _spool(self, source: BinaryIO, spooled: BinaryIO) -> tuple[str, int, bytes]:
         """Copy `source` to `spooled` chunk by chunk: its digest, size and first bytes."""

@@ -61,6 +61,12 @@ class AssetRow(SQLModel, table=True):
     duration: float | None = None
     phash: str | None = Field(default=None, max_length=64)
     dhash: str | None = Field(default=None, max_length=64)
+    fps: float | None = None
+    frames: int | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    video_codec: str | None = Field(default=None, max_length=40)
+    audio_codec: str | None = Field(default=None, max_length=40)
     label: str | None = Field(default=None, max_length=500)
     layer: str = Field(max_length=40)
     job_id: str | None = Field(default=None, index=True, max_length=64)

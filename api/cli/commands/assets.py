@@ -120,6 +120,8 @@ def show(
     say(f"  {asset['media_type']}, {asset['size']:,} bytes, {size}")
     if asset["phash"]:
         say(f"  phash {asset['phash']}  dhash {asset['dhash']}")
+    if asset["duration"] is not None:
+        say(f"  {media_facts(asset)}")
     say(f"  made by: {asset['layer']} (event {asset['created_position']}"
         f"{', job ' + asset['job_id'] if asset['job_id'] else ''})")
     if found.created is not None:
@@ -199,6 +201,17 @@ def lineage(
                         for e in edges])
     else:
         console.print(lineage_tree(digest, edges, direction))
+
+
+def media_facts(asset: dict[str, Any]) -> str:
+    """The probed facts of an audio or video asset, in one line."""
+    facts = [f"{asset['duration']:.3f} s"]
+    if asset["fps"]:
+        facts.append(f"{asset['fps']:g} fps, {asset['frames']} frames, {asset['video_codec']}")
+    if asset["sample_rate"]:
+        facts.append(f"{asset['sample_rate']} Hz, {asset['channels']} channel(s), "
+                     f"{asset['audio_codec']}")
+    return " · ".join(facts)
 
 
 def lineage_tree(digest: str, edges: list[Edge], direction: Direction) -> Tree:

@@ -24,8 +24,10 @@ EVENT = {"position": int, "event_id": str, "stream": str, "version": int, "type"
          "hash": str}
 ASSET = {"digest": str, "media_type": str, "size": int, "width": NullableInt,
          "height": NullableInt, "duration": (float, int, type(None)), "phash": NullableStr,
-         "dhash": NullableStr, "label": NullableStr, "layer": str, "job_id": NullableStr,
-         "created_position": int, "created_event_id": str}
+         "dhash": NullableStr, "fps": (float, int, type(None)), "frames": NullableInt,
+         "sample_rate": NullableInt, "channels": NullableInt, "video_codec": NullableStr,
+         "audio_codec": NullableStr, "label": NullableStr, "layer": str,
+         "job_id": NullableStr, "created_position": int, "created_event_id": str}
 EDGE = {"input_digest": str, "output_digest": str, "role": str, "layer": str,
         "operation": str, "event_id": str, "depth": int}
 JOB = {"job_id": str, "layer": str, "status": str, "stream_version": int, "request": dict,

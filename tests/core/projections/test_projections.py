@@ -216,8 +216,7 @@ def test_an_import_projects_an_asset(strata: Strata) -> None:
         assert rows(conn, DerivationRow) == []
     info = event.data["asset"]
     assert asset == {
-        **{k: info.get(k) for k in ("digest", "media_type", "size", "width", "height",
-                                    "duration", "phash", "dhash")},
+        **{k: info.get(k) for k in AssetInfo.model_fields},
         "label": "cat.png", "layer": "import", "job_id": None,
         "created_position": event.position, "created_event_id": event.event_id,
     }

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from strata.core.errors import InvalidInput
+from strata.core.projections import views
 from strata.core.service import Strata
 from strata.core.storage.media import SNIFF_BYTES, AvLimits, MediaInfo, inspect, probe_av
 
@@ -171,8 +172,6 @@ def test_pyav_is_imported_only_for_audio_and_video(tmp_path: Path) -> None:
     assert result.stdout.strip() == "False"
 
 
-@pytest.mark.xfail(strict=True, reason="AssetInfo has no fields for the probed facts yet and "
-                   "BlobStore._stage copies none of them (the lead's schema change)")
 def test_an_ingested_video_carries_its_probed_facts(strata: Strata, tmp_path: Path) -> None:
     write_media(tmp_path / "v.mp4", "mp4", "libx264", "aac")
     info = strata.blobs.ingest_path(tmp_path / "v.mp4")
@@ -181,3 +180,11 @@ def test_an_ingested_video_carries_its_probed_facts(strata: Strata, tmp_path: Pa
     assert (facts["fps"], facts["frames"], facts["sample_rate"], facts["channels"]) == (
         8.0, 8, 48_000, 2)
     assert (facts["video_codec"], facts["audio_codec"]) == ("h264", "aac")
+    # The import records them, and the asset record shows them (live and rebuilt).
+    strata.add_file(tmp_path / "v.mp4")
+    for _ in range(2):
+        with strata.view() as conn:
+            row = views.asset_details(conn, info.digest).asset
+        assert {k: row[k] for k in facts if k != "digest"} == {
+            k: v for k, v in facts.items() if k != "digest"}
+        strata.rebuild()
