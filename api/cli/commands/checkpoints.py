@@ -24,10 +24,12 @@ def init_keys(
 ) -> None:
     """Make the store's key pair: the private key (mode 0600) and the public key, in the
     store folder, never in the database. Refuses to replace an existing key."""
+    from strata.api.cli.app import open_strata
     from strata.core.provenance.keys import init_keys as make_keys
     from strata.core.provenance.keys import key_paths
 
-    home = Settings().resolved_home
+    # A key belongs to a store: refuse (as every command does) where there is none yet.
+    home = open_strata().store.settings.resolved_home
     verifier = make_keys(home, origin)
     private, public = key_paths(home)
     console.print(f"origin: {verifier.name}")

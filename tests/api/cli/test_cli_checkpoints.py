@@ -8,7 +8,7 @@ from pathlib import Path
 
 from strata.api.cli.errors import EXIT_CODES
 from strata.core.config import Settings
-from strata.core.errors import IntegrityError, InvalidInput, NotFound
+from strata.core.errors import IntegrityError, InvalidInput, NotFound, StoreNotInitialised
 from strata.core.provenance import keys
 from tests.api.cli import test_cli
 from tests.api.cli.test_cli import Cli, write_png
@@ -78,3 +78,9 @@ def test_a_checkpoint_signed_by_another_key_fails_verify(cli: Cli, tmp_path: Pat
     assert result.returncode == EXIT_CODES[IntegrityError]
     assert f"{forged} is not signed by the key strata.example/studio+" in result.stderr
     assert f"{forged}: {forged}" not in result.stderr
+
+
+def test_keys_belong_to_a_store(settings: Settings, tmp_path: Path) -> None:
+    result = Cli(settings, tmp_path)("keys", "init", ok=False)  # no `strata init` yet
+    assert result.returncode == EXIT_CODES[StoreNotInitialised]
+    assert not keys.key_paths(settings.resolved_home)[0].exists()
