@@ -77,6 +77,8 @@ def test_every_read_command_succeeds_without_a_model_library(
         ["status", "--json"], ["branch"], ["branch", "log", "look"],
         ["branch", "log", "look", "--json"], ["diff", first, child],
         ["diff", first, child, "--json"], ["model", "list"], ["model", "list", "--json"],
+        ["provenance", child], ["provenance", child, "--format", "json"],
+        ["provenance", child, "--format", "prov-json"], ["audit", child],
         ["verify"], ["verify", "--quick"], ["rebuild"],
     ]
     result = subprocess.run(
