@@ -1,21 +1,26 @@
-"""`strata demo`: one real pipeline on the tiny model through every layer built so far.
+"""`strata demo`: one real piece of work on the tiny model through all seven layers.
 
-Generate a batch → auto-select → pick and rate → iterate twice → roll back the second
-iteration → review → mark final. Everything goes through the same service, executors and
-events as the individual commands; the demo only scripts the order.
+Generate a batch → auto-select → pick and rate → iterate twice on a branch → roll back
+the second iteration → inpaint a region of the head → composite it with the runner-up →
+enhance (upscale, colour, sharpen) → Ken Burns motion → a synthesized bed and a spoken line
+mixed under the video → review → mark the MP4 final. Everything goes through the same
+service, executors and events as the individual commands; the demo only scripts the
+order. Without espeak-ng the spoken line is left out, and the demo says so.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from strata.core.decisions import branches, curation
 from strata.core.decisions.iteration import iterate
 from strata.core.errors import JobError
-from strata.core.layers import build_executors
+from strata.core.layers import build_executors, compositing, editing, enhancement, motion, sound
 from strata.core.layers.generation import build_request
 from strata.core.layers.selection import SelectionRequested
+from strata.core.ledger.event_types import JobRequest
 from strata.core.models import registry as models
 from strata.core.projections import views
 from strata.core.runtime import jobs
@@ -89,7 +94,40 @@ def run_demo(strata: Strata, say: Callable[[str], None],
     say(f"rolled {name} back one head (nothing removed)")
     with strata.view() as conn:
         head = views.branch(conn, name)["head"]  # type: ignore[index]
-    curation.review(strata, head, "approve", note="golden-hour version approved")
-    curation.mark_final(strata, head, note="demo final")
+
+    def output_of(request: JobRequest) -> str:
+        """Request a job with one output, run it here, and name its output."""
+        jobs.request(strata, request)
+        (output,) = run(request.job_id)["outputs"]
+        return output
+
+    inpainted = output_of(editing.build_request(
+        strata, "inpaint", head, box=(16, 16, 32, 24), prompt="a beam of warm light",
+        steps=4, seed=7, branch=name))
+    say("inpainted a 32x24 region (pixels outside the mask untouched)")
+    composed = output_of(compositing.build_request(
+        strata, [inpainted, f"{chosen[1]}:32,32,0.5,0.8,screen"], branch=name))
+    say("composited the runner-up over it (half size, screen, 80% opacity)")
+    enhanced = output_of(enhancement.build_request(strata, composed, [
+        {"op": "upscale", "factor": 2}, {"op": "auto-contrast"},
+        {"op": "saturation", "factor": 1.2}, {"op": "sharpen", "radius": 2, "amount": 120},
+    ], branch=name))
+    say("enhanced: upscale 2x, auto-contrast, saturation 1.2, sharpen")
+    video = output_of(motion.build_request(
+        strata, [enhanced], duration=2.0, fps=12, zoom=1.2, pan=(0.1, 0.0), branch=name))
+    say("Ken Burns: 2 s at 12 fps, zoom 1.2, pan right (H.264 MP4)")
+    # The tracks are material for the video, not steps of the branch's main line.
+    tracks = [output_of(sound.build_synth(strata, "pad", 2.0, seed=3))]
+    if shutil.which(sound.ESPEAK):
+        tracks.append(output_of(sound.build_voice(strata, "A lighthouse at dusk.")))
+        say("sound: a synthesized pad and a spoken line")
+    else:
+        say("sound: a synthesized pad (espeak-ng is not installed: no spoken line)")
+    final = output_of(sound.build_add(strata, video, tracks, offset=[0.0, 0.3][:len(tracks)],
+                                      fade_out=[0.5], gain_db=[-6.0], branch=name))
+    say("mixed the sound under the video (AAC)")
+
+    curation.review(strata, final, "approve", note="golden-hour version approved")
+    curation.mark_final(strata, final, note="demo final")
     say("reviewed, approved and marked final")
-    return DemoResult(branch=name, final=head, generation_job=request.job_id, chosen=chosen)
+    return DemoResult(branch=name, final=final, generation_job=request.job_id, chosen=chosen)

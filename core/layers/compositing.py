@@ -164,9 +164,11 @@ class CompositingExecutor(Executor):
 
 def parse_layer(text: str) -> dict[str, Any]:
     """`ASSET[:x,y,scale,opacity,blend]`, each setting optional from the right (an empty
-    one keeps its default), or named: `ASSET:y=10,blend=screen,mask=MASK`."""
-    reference, _, rest = text.partition(":")
-    layer: dict[str, Any] = {"asset": reference.strip()}
+    one keeps its default), or named: `ASSET:y=10,blend=screen,mask=MASK`. ASSET may be a
+    whole digest, `sha256:` included."""
+    scheme = "sha256:" if text.lower().startswith("sha256:") else ""
+    reference, _, rest = text[len(scheme):].partition(":")
+    layer: dict[str, Any] = {"asset": scheme + reference.strip()}
     if not rest:
         return layer
     items = rest.split(",")

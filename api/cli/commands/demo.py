@@ -14,8 +14,9 @@ from strata.core.store import Store
 
 @app.command()
 def demo() -> None:
-    """Initialise a store if needed and run generate → select → iterate → branch → roll back
-    → review → final on the tiny model; print the final asset's lineage."""
+    """Initialise a store if needed and run all seven layers on the tiny model: generate →
+    select → iterate on a branch → roll back → inpaint → composite → enhance → motion and
+    sound → review → final; print the final MP4's lineage."""
     from strata.core.demo import run_demo
     from strata.core.provenance.verify import verify_store
 

@@ -34,13 +34,26 @@ def test_demo_is_the_main_job(settings: Settings, tmp_path: Path) -> None:
     assert "rolled demo back one head" in out and "verify: OK" in out
     final = out.split("final ", 1)[1].split()[0]
     assert final.startswith("sha256:")
-    assert "parent · generation text-to-image" in out  # the lineage tree of the final
     finals = events(cli, "final.marked")
     assert [e["data"]["digest"] for e in finals] == [final]
+    shown = json.loads(cli("show", final, "--json").stdout)
+    assert shown["asset"]["media_type"] == "video/mp4"
+    assert (shown["asset"]["video_codec"], shown["asset"]["audio_codec"]) == ("h264", "aac")
+    # All seven layers are in the final's ancestry, back to the prompt.
+    made = {e["type"].split(".")[0] for e in events(cli) if e["type"].endswith(".completed")}
+    assert {"generation", "selection", "editing", "compositing", "enhancement", "motion",
+            "sound"} <= made
+    lineage = json.loads(cli("lineage", final, "--json").stdout)["edges"]
+    layers_up = {edge["layer"] for edge in lineage}
+    assert {"generation", "editing", "compositing", "enhancement", "motion", "sound"} <= layers_up
+    assert "parent · generation text-to-image" in out  # the tree printed by the demo
     moves = events(cli, "branch.created", "branch.advanced", "branch.rolled_back")
     assert [e["type"] for e in moves] == [
-        "branch.created", "branch.advanced", "branch.advanced", "branch.advanced",
-        "branch.rolled_back"]
+        "branch.created", *["branch.advanced"] * 3, "branch.rolled_back",
+        *["branch.advanced"] * 5]  # inpaint, composite, enhance, motion, sound
+    assert moves[-1]["data"]["head"] == final
+    iterations = [e for e in events(cli, "generation.requested") if e["data"].get("iterates")]
+    assert len(iterations) == 2
     assert "verify OK" in cli("verify").stdout
 
 

@@ -175,6 +175,9 @@ def test_layer_settings_parse_by_position_and_by_name() -> None:
     assert parse_layer("abcd:,,0.5,,multiply,mask=ef01") == {
         "asset": "abcd", "scale": "0.5", "blend": "multiply", "mask": "ef01"}
     assert parse_layer("abcd:blend=add,y=3") == {"asset": "abcd", "blend": "add", "y": "3"}
+    whole = "sha256:" + "ab" * 32  # a whole digest carries a colon of its own
+    assert parse_layer(f"{whole}:4,5") == {"asset": whole, "x": "4", "y": "5"}
+    assert parse_layer(whole) == {"asset": whole}
     for bad, message in [("abcd:1,2,3,4,normal,6", "by position"),
                          ("abcd:x=1,2", "by position"),
                          ("abcd:angle=3", "unknown setting 'angle'"),
