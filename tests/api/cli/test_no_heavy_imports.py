@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -64,11 +65,12 @@ def populated(tiny: Strata) -> dict[str, str]:
 
 
 def test_every_read_command_succeeds_without_a_model_library(
-    tiny: Strata, populated: dict[str, str]
+    tiny: Strata, populated: dict[str, str], tmp_path: Path
 ) -> None:
     first, child = populated["first"][7:19], populated["child"][7:19]
     event = tiny.store.ledger.read_all().__next__().event_id
     before_final = str(tiny.store.ledger.head_position() - 1)  # the child exists, not final
+    signed = tmp_path / "head.checkpoint"
     commands = [
         ["--version"], ["log"], ["log", "--json"], ["log", "--type", "generation.completed"],
         ["show", child], ["show", child, "--json"], ["show", event[:8]],
@@ -79,7 +81,8 @@ def test_every_read_command_succeeds_without_a_model_library(
         ["diff", first, child, "--json"], ["model", "list"], ["model", "list", "--json"],
         ["provenance", child], ["provenance", child, "--format", "json"],
         ["provenance", child, "--format", "prov-json"], ["audit", child],
-        ["verify"], ["verify", "--quick"], ["rebuild"],
+        ["keys", "init"], ["keys", "show"], ["checkpoint", "--out", str(signed)],
+        ["verify"], ["verify", "--quick"], ["verify", "--checkpoint", str(signed)], ["rebuild"],
     ]
     result = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(commands)],
