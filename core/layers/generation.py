@@ -11,10 +11,18 @@ the same bytes, which is what reproducing an output relies on.
 A request is checked where it is made: device, dtype and a finite cfg are validated on the
 payload, and `prompt_window_warnings` says, before anything runs, that a prompt is longer
 than the model reads.
+
+With `video` set, each seed gives a clip instead of a picture: diffusers' AnimateDiff
+pipeline lays a registered motion adapter over the registered image model (derived from
+its cached pipeline with `from_pipe`, so the image weights load once), and the frames are
+encoded to an H.264 MP4 with the fixed encoder settings of `strata.core.av`. The completion
+records both models' digests (each checked against its registration before and after
+loading), the encoder settings and PyAV/FFmpeg's versions beside diffusers'.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
@@ -25,7 +33,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from strata.core import layers
 from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import JobRequest, ProducedAsset
-from strata.core.ledger.events import explain, is_recorded, registry
+from strata.core.ledger.events import Payload, explain, is_recorded, registry
 from strata.core.models.diffusion import (
     DiffusionCompleted,
     ModelRef,
@@ -40,6 +48,7 @@ from strata.core.models.pipelines import SCHEDULERS, check_dtype, parse_device
 from strata.core.runtime.executor import Executor, JobContext
 
 if TYPE_CHECKING:
+    from diffusers import DiffusionPipeline
     from PIL import Image
 
     from strata.core.models.pipelines import PipelineCache
@@ -47,6 +56,18 @@ if TYPE_CHECKING:
 
 MAX_SEED = 2**63 - 1
 BATCH = 8  # images denoised together; bounds memory for large n
+MAX_FRAMES = 128
+MAX_FPS = 60
+DEFAULT_MOTION_ADAPTER = "tiny-motion"
+
+
+class VideoSettings(Payload):
+    """A clip per seed instead of a picture: its length and the motion adapter that makes
+    the image model's frames move together."""
+
+    frames: int = Field(ge=1, le=MAX_FRAMES)
+    fps: int = Field(ge=1, le=MAX_FPS)
+    motion_adapter: ModelRef
 
 
 @registry.register("generation.requested")
@@ -64,13 +85,16 @@ class GenerationRequested(JobRequest):
     model: ModelRef
     device: str | None = None
     dtype: str | None = None
+    video: VideoSettings | None = None  # None: pictures
 
     iteration_settings: ClassVar[tuple[str, ...]] = ("n", "seed")
 
     def summary(self) -> str:
         seeds = f"seed {self.seeds[0]}" if len(self.seeds) == 1 else (
             f"seeds {self.seeds[0]}…{self.seeds[-1]}")
-        return f"{len(self.seeds)} x {self.prompt[:40]!r}, {seeds}, {self.steps} steps"
+        clips = (f", videos of {self.video.frames} frames at {self.video.fps} fps"
+                 if self.video else "")
+        return f"{len(self.seeds)} x {self.prompt[:40]!r}, {seeds}, {self.steps} steps{clips}"
 
     def parameters(self, output: ProducedAsset | None = None) -> dict[str, Any]:
         # One output's recipe names its own seed (in its params), not the batch's seeds.
@@ -152,7 +176,9 @@ def _integer(name: str, value: Any) -> int:
 
 @registry.register("generation.completed")
 class GenerationCompleted(DiffusionCompleted):
-    pass
+    # Videos only: the adapter whose weights ran, and the MP4 encoder's settings.
+    motion_adapter: ModelRef | None = None
+    encoder: dict[str, Any] | None = None
 
 
 def recipe_of(request: GenerationRequested, seed: int, digest: str) -> dict[str, Any]:
@@ -174,10 +200,11 @@ class GenerationExecutor(Executor):
         self.pipelines = pipelines
         self.device = device
         self.max_pixels = max_pixels
+        # The last AnimateDiff pipeline, keyed by both digests, device and dtype: one is
+        # kept, since each holds its own copy of the image model's UNet.
+        self._video_pipeline: tuple[tuple[str, str, str, str], DiffusionPipeline] | None = None
 
     def run(self, ctx: JobContext) -> GenerationCompleted:
-        import torch
-
         from strata.core.models.pipelines import choose_device, choose_dtype, set_scheduler
         from strata.core.models.registry import digest_cache
 
@@ -196,25 +223,62 @@ class GenerationExecutor(Executor):
         pipeline = self.pipelines.get(
             Path(request.model.path), device, dtype, digest=request.model.digest,
             name=request.model.name, digest_cache=digest_cache(ctx.strata))
-        digest = request.model.digest
+        if request.video is not None:
+            pipeline = self._animated(pipeline, request.model.digest,
+                                      request.video.motion_adapter, device, dtype,
+                                      digest_cache(ctx.strata))
         set_scheduler(pipeline, request.scheduler)
         loaded = time.perf_counter()
 
+        if request.video is None:
+            outputs = self._pictures(ctx, request, pipeline)
+        else:
+            outputs = self._videos(ctx, request, request.video, pipeline)
+        generated = time.perf_counter()
+
+        produced = []
+        for seed, data in zip(request.seeds, outputs, strict=True):
+            info = ctx.strata.blobs.ingest_bytes(data)
+            produced.append(ProducedAsset(asset=info, seed=seed, params={"seed": seed}))
+        stored = time.perf_counter()
+        extra: dict[str, Any] = {}
+        versions = run_versions()
+        if request.video is not None:
+            from strata.core import av
+
+            extra = {"motion_adapter": request.video.motion_adapter,
+                     "encoder": {**av.video_settings(), "fps": request.video.fps}}
+            versions = {**av.versions(), **versions}
+        return GenerationCompleted(
+            job_id=ctx.job_id,
+            operation="text-to-image" if request.video is None else "text-to-video",
+            outputs=produced,
+            model=request.model,
+            scheduler=scheduler_used(pipeline, request.scheduler),
+            device=device,
+            dtype=dtype,
+            versions=versions,
+            timings=Timings(load_s=round(loaded - begin, 4),
+                            generate_s=round(generated - loaded, 4),
+                            store_s=round(stored - generated, 4),
+                            total_s=round(stored - begin, 4)),
+            prompt_seen=prompt_seen(pipeline, request.prompt),
+            negative_prompt_seen=prompt_seen(pipeline, request.negative_prompt),
+            **extra,
+        )
+
+    def _pictures(self, ctx: JobContext, request: GenerationRequested,
+                  pipeline: DiffusionPipeline) -> list[bytes]:
+        """One PNG per seed, denoised BATCH at a time, each carrying its recipe."""
+        import torch
+
         total_steps = request.steps * -(-len(request.seeds) // BATCH)
-        done = 0
-
-        def on_step(_pipe: Any, _step: int, _timestep: Any, kwargs: dict) -> dict:
-            nonlocal done
-            done += 1
-            ctx.progress(done, total_steps)
-            return kwargs
-
         images: list[Image.Image] = []
         for start in range(0, len(request.seeds), BATCH):
             seeds = request.seeds[start:start + BATCH]
             # CPU generators make the starting noise identical on every device.
             generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-            result = pipeline(
+            result = pipeline(  # type: ignore[operator]  # its subclasses are callable
                 prompt=[request.prompt] * len(seeds),
                 negative_prompt=[request.negative_prompt] * len(seeds)
                 if request.negative_prompt else None,
@@ -223,33 +287,86 @@ class GenerationExecutor(Executor):
                 width=request.width,
                 height=request.height,
                 generator=generators,
-                callback_on_step_end=on_step,
+                callback_on_step_end=_step_counter(ctx, start // BATCH * request.steps,
+                                                   total_steps),
             )
             images.extend(result.images)
-        generated = time.perf_counter()
+        return [encode_png(image, recipe_of(request, seed, request.model.digest))
+                for seed, image in zip(request.seeds, images, strict=True)]
 
-        outputs = []
-        for seed, image in zip(request.seeds, images, strict=True):
-            info = ctx.strata.blobs.ingest_bytes(encode_png(image, recipe_of(request, seed,
-                                                                             digest)))
-            outputs.append(ProducedAsset(asset=info, seed=seed, params={"seed": seed}))
-        stored = time.perf_counter()
-        return GenerationCompleted(
-            job_id=ctx.job_id,
-            operation="text-to-image",
-            outputs=outputs,
-            model=request.model,
-            scheduler=scheduler_used(pipeline, request.scheduler),
-            device=device,
-            dtype=dtype,
-            versions=run_versions(),
-            timings=Timings(load_s=round(loaded - begin, 4),
-                            generate_s=round(generated - loaded, 4),
-                            store_s=round(stored - generated, 4),
-                            total_s=round(stored - begin, 4)),
-            prompt_seen=prompt_seen(pipeline, request.prompt),
-            negative_prompt_seen=prompt_seen(pipeline, request.negative_prompt),
-        )
+    def _videos(self, ctx: JobContext, request: GenerationRequested, video: VideoSettings,
+                pipeline: DiffusionPipeline) -> list[bytes]:
+        """One MP4 per seed (a clip of video.frames frames at video.fps)."""
+        import torch
+
+        from strata.core import av
+
+        clips = []
+        for index, seed in enumerate(request.seeds):
+            result = pipeline(  # type: ignore[operator]  # its subclasses are callable
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt,
+                num_frames=video.frames,
+                num_inference_steps=request.steps,
+                guidance_scale=request.cfg,
+                width=request.width,
+                height=request.height,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                output_type="pil",
+                callback_on_step_end=_step_counter(ctx, index * request.steps,
+                                                   len(request.seeds) * request.steps),
+            )
+            clips.append(av.encode_mp4(result.frames[0], video.fps,
+                                       (request.width, request.height)))
+        return clips
+
+    def _animated(self, base: DiffusionPipeline, base_digest: str, adapter: ModelRef,
+                  device: str, dtype: str, cache_file: Path) -> DiffusionPipeline:
+        """The AnimateDiff pipeline of `base` (whose weights are `base_digest`) with the
+        registered motion `adapter`."""
+        import torch
+        from diffusers import AnimateDiffPipeline, MotionAdapter
+
+        from strata.core.models.pipelines import ModelLoadFailed, quiet_library_progress
+        from strata.core.models.registry import load_registered, quiet_diffusers_warnings
+
+        key = (base_digest, adapter.digest, device, dtype)
+        if self._video_pipeline is not None and self._video_pipeline[0] == key:
+            return self._video_pipeline[1]
+        path = Path(adapter.path)
+
+        def load(folder: Path) -> MotionAdapter:
+            try:
+                with quiet_library_progress(), quiet_diffusers_warnings():
+                    return MotionAdapter.from_pretrained(  # type: ignore[no-any-return]
+                        folder, local_files_only=True, dtype=getattr(torch, dtype))
+            except Exception as error:
+                raise ModelLoadFailed(folder, error) from error
+
+        motion = load_registered(adapter.name, path, adapter.digest, cache_file, load)
+        try:
+            # The motion UNet is built from the image UNet's weights; the rest is shared.
+            with quiet_diffusers_warnings():
+                pipeline = AnimateDiffPipeline.from_pipe(base, motion_adapter=motion).to(
+                    device, getattr(torch, dtype))
+        except Exception as error:
+            raise ModelLoadFailed(path, error, " (does the motion adapter fit this image "
+                                  "model's UNet?)") from error
+        pipeline.set_progress_bar_config(disable=True)
+        self._video_pipeline = (key, pipeline)
+        return pipeline
+
+
+def _step_counter(ctx: JobContext, done: int, total: int) -> Any:
+    """A diffusers step-end callback that reports progress from `done` steps on."""
+
+    def on_step(_pipe: Any, _step: int, _timestep: Any, kwargs: dict) -> dict:
+        nonlocal done
+        done += 1
+        ctx.progress(done, total)
+        return kwargs
+
+    return on_step
 
 
 def build_request(
@@ -268,12 +385,18 @@ def build_request(
     branch: str | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    video: bool = False,
+    frames: int = 16,
+    fps: int = 8,
+    motion_adapter: str = DEFAULT_MOTION_ADAPTER,
 ) -> GenerationRequested:
     """A validated request; seeds are fixed now (seed, seed+1, …) so the record is complete.
 
     Everything is checked before anything is appended: a bad argument raises InvalidInput.
     A prompt longer than the model reads is not an error; the request's
-    `prompt_window_warnings()` says so, for the caller to show.
+    `prompt_window_warnings()` says so, for the caller to show. With `video`, each seed
+    makes a clip of `frames` frames at `fps`, through the registered `motion_adapter`,
+    which must fit the model's UNet and make clips that long.
     """
     from strata.core.models import registry as models
     from strata.core.runtime import jobs
@@ -282,18 +405,56 @@ def build_request(
         raise InvalidInput(f"--n must be between 1 and 256, not {n}")
     with strata.view() as conn:
         registered = models.lookup(conn, model)
+        adapter = models.lookup(conn, motion_adapter) if video else None
     base = secrets.randbelow(2**32) if seed is None else seed
     try:
-        return GenerationRequested(
+        request = GenerationRequested(
             job_id=jobs.new_job_id(), branch=branch, prompt=prompt,
             negative_prompt=negative_prompt, seeds=[base + i for i in range(n)], steps=steps,
             cfg=cfg, width=width, height=height, scheduler=scheduler,
             model=ModelRef(name=registered.name, path=registered.path,
                            digest=registered.digest),
             device=device, dtype=dtype,
+            video=None if adapter is None else VideoSettings(
+                frames=frames, fps=fps, motion_adapter=ModelRef(
+                    name=adapter.name, path=adapter.path, digest=adapter.digest)),
         )
     except ValidationError as error:
         raise InvalidInput(f"invalid generation request: {explain(error)}") from error
+    if request.video is not None:
+        _check_adapter_fits(request.model, request.video)
+    return request
+
+
+def _check_adapter_fits(model: ModelRef, video: VideoSettings) -> None:
+    """Refuse, from the config files alone, an adapter that is not one, that is made for
+    another UNet than the model's, or that cannot make clips of video.frames frames."""
+    adapter = video.motion_adapter
+    config = _json_file(Path(adapter.path) / "config.json")
+    if config is None or config.get("_class_name") != "MotionAdapter":
+        raise InvalidInput(
+            f"model {adapter.name!r} is not a motion adapter (its folder has no MotionAdapter "
+            "config.json); register an AnimateDiff motion adapter folder, or write a tiny "
+            "one with `strata model tiny --kind video`")
+    longest = config.get("motion_max_seq_length", 32)
+    if video.frames > longest:
+        raise InvalidInput(f"--frames {video.frames}: the motion adapter {adapter.name!r} "
+                           f"makes clips of at most {longest} frames")
+    unet = _json_file(Path(model.path) / "unet" / "config.json")
+    # A single-file image model has no config to compare; the worker's load then decides.
+    if unet is not None and unet.get("block_out_channels") != config.get("block_out_channels"):
+        raise InvalidInput(
+            f"the motion adapter {adapter.name!r} is made for UNet blocks of "
+            f"{config.get('block_out_channels')} channels but model {model.name!r} has "
+            f"{unet.get('block_out_channels')}: use an adapter made for this image model")
+
+
+def _json_file(path: Path) -> dict[str, Any] | None:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 LAYER = layers.register(layers.Layer(

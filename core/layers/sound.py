@@ -1,6 +1,6 @@
 """Sound: synthesized beds, spoken lines, and audio laid under a video.
 
-Three operations of one `sound.requested`:
+Four operations of one `sound.requested`:
 - `synth`: a deterministic bed made with numpy (presets pad, pulse, noise; a seed for the
   noise and the pad's phases), written as a 16-bit stereo WAV at 48 kHz.
 - `voice`: `text` spoken by the espeak-ng program (voice, speed in words per minute); its
@@ -11,6 +11,12 @@ Three operations of one `sound.requested`:
   and placed at `offset` seconds of the video. The mix lasts exactly as long as the video:
   a track that runs past the end is cut there, and silence pads the rest; both are
   recorded per track. The video stream is copied as it is; the mix becomes its AAC track.
+- `generate`: sound from a prompt through a registered diffusers text-to-audio pipeline
+  (AudioLDM, AudioLDM 2, MusicLDM: the ones called with `audio_length_in_s`), seeded by a
+  CPU generator so that the same request gives the same bytes on the CPU; written as a
+  16-bit mono WAV at the vocoder's rate. The completion records the model's digest (checked
+  against its registration before and after loading), the scheduler, device, dtype and
+  versions. `strata model tiny --kind audio` writes a tiny AudioLDM whose sound is noise.
 
 Inputs: the video is `source`, each track `audio`.
 """
@@ -22,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from strata.core import layers
 from strata.core.errors import InvalidInput, JobError
@@ -34,11 +40,14 @@ from strata.core.ledger.event_types import (
     ProducedAsset,
     short,
 )
-from strata.core.ledger.events import Payload, explain, registry
+from strata.core.ledger.events import Payload, explain, is_recorded, registry
+from strata.core.models.diffusion import ModelRef, SchedulerUsed
+from strata.core.models.pipelines import SCHEDULERS, check_dtype, parse_device
 from strata.core.runtime.executor import Executor, JobContext
 
 if TYPE_CHECKING:
     import numpy as np
+    from diffusers import DiffusionPipeline
 
     from strata.core.service import Strata
 
@@ -50,6 +59,14 @@ INSTALL_ESPEAK = ("espeak-ng is not installed (or not on PATH); install it: "
                   "`apt-get install espeak-ng` (Debian, Ubuntu), `brew install espeak-ng` "
                   "(macOS), or see https://github.com/espeak-ng/espeak-ng")
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+# Text-to-audio models are trained on clips of about ten seconds, and their cost grows with
+# the length; a minute bounds a request's work.
+MAX_GENERATED_SECONDS = 60.0
+# Below a few vocoder hops there is no latent frame to denoise.
+MIN_GENERATED_SECONDS = 0.1
+DEFAULT_AUDIO_MODEL = "tiny-audio"
+# Pipelines called as pipeline(prompt, audio_length_in_s=…, num_inference_steps=…, …).
+AUDIO_PIPELINES = ("AudioLDMPipeline", "AudioLDM2Pipeline", "MusicLDMPipeline")
 
 
 class AudioTrack(Payload):
@@ -72,8 +89,8 @@ class AudioTrack(Payload):
 
 @registry.register("sound.requested")
 class SoundRequested(JobRequest):
-    operation: Literal["synth", "voice", "add"]
-    # synth
+    operation: Literal["synth", "voice", "add", "generate"]
+    # synth (and generate: duration, seed)
     preset: Literal["pad", "pulse", "noise"] | None = None
     duration: float | None = Field(default=None, gt=0, le=MAX_SECONDS, allow_inf_nan=False)
     bpm: float | None = Field(default=None, gt=0, le=600, allow_inf_nan=False)
@@ -85,24 +102,62 @@ class SoundRequested(JobRequest):
     # add
     video: str | None = Field(default=None, pattern=DIGEST_PATTERN)
     tracks: list[AudioTrack] = Field(default_factory=list, max_length=32)
+    # generate
+    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
+    negative_prompt: str | None = Field(default=None, max_length=4000)
+    steps: int | None = Field(default=None, ge=1, le=500)
+    cfg: float | None = Field(default=None, ge=0, le=50, allow_inf_nan=False)
+    scheduler: str | None = None
+    model: ModelRef | None = None
+    device: str | None = None
+    dtype: str | None = None
 
     def summary(self) -> str:
         if self.operation == "synth":
             return f"synth {self.preset} {self.duration} s, {self.bpm} bpm, seed {self.seed}"
         if self.operation == "voice":
             return f"voice {self.voice} at {self.speed} wpm: {(self.text or '')[:40]!r}"
+        if self.operation == "generate":
+            return (f"generate {self.duration} s of {(self.prompt or '')[:40]!r}, seed "
+                    f"{self.seed}, {self.steps} steps on {self.model and self.model.name}")
         return f"add {len(self.tracks)} track(s) to {short(self.video)}"
 
     @model_validator(mode="after")
     def _fields_of_the_operation(self) -> SoundRequested:
         needed = {"synth": ("preset", "duration", "bpm", "seed"),
-                  "voice": ("text", "voice", "speed"), "add": ("video",)}[self.operation]
+                  "voice": ("text", "voice", "speed"), "add": ("video",),
+                  "generate": ("prompt", "duration", "seed", "steps", "cfg", "scheduler",
+                               "model")}[self.operation]
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             raise ValueError(f"{self.operation} needs {', '.join(missing)}")
         if self.operation == "add" and not self.tracks:
             raise ValueError("add needs at least one audio track")
+        if (self.operation == "generate" and self.duration is not None
+                and not MIN_GENERATED_SECONDS <= self.duration <= MAX_GENERATED_SECONDS):
+            raise ValueError(f"generate makes {MIN_GENERATED_SECONDS:g} to "
+                             f"{MAX_GENERATED_SECONDS:g} s of sound, not {self.duration:g}")
         return self
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str | None) -> str | None:
+        if value is not None and value not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler {value!r}; use one of {', '.join(SCHEDULERS)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # The name only: whether this machine has it is the worker's question.
+        if value is not None and not is_recorded(info):
+            parse_device(value)
+        return value
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return value if value is None or is_recorded(info) else check_dtype(value)
 
 
 class TrackPlaced(Payload):
@@ -122,11 +177,22 @@ class SoundCompleted(JobCompleted):
     video_duration: float | None = None
     placed: list[TrackPlaced] = Field(default_factory=list)
     padded: float | None = None  # seconds of silence after the last track ends
+    # generate: the weights that ran and how
+    model: ModelRef | None = None
+    scheduler: SchedulerUsed | None = None
+    device: str | None = None
+    dtype: str | None = None
+    prompt_seen: str | None = None  # set when the text encoder's window cut the prompt
 
 
 class SoundExecutor(Executor):
     layer: ClassVar[str] = "sound"
     version: ClassVar[str] = "1"
+
+    def __init__(self, device: str | None = None) -> None:
+        self.device = device
+        # The last text-to-audio pipeline, keyed by its digest, device and dtype.
+        self._pipeline: tuple[tuple[str, str, str], DiffusionPipeline] | None = None
 
     def run(self, ctx: JobContext) -> SoundCompleted:
         from strata.core import av
@@ -151,7 +217,67 @@ class SoundExecutor(Executor):
             ctx.progress(1, 1)
             return SoundCompleted(job_id=ctx.job_id, operation="voice", versions=av.versions(),
                                   espeak_ng=version, outputs=[ProducedAsset(asset=info)])
+        if request.operation == "generate":
+            return self._generate(ctx, request)
         return self._add(ctx, request)
+
+    def _generate(self, ctx: JobContext, request: SoundRequested) -> SoundCompleted:
+        import torch
+
+        from strata.core import av
+        from strata.core.models.diffusion import prompt_seen, run_versions, scheduler_used
+        from strata.core.models.pipelines import choose_device, choose_dtype, set_scheduler
+        from strata.core.models.registry import digest_cache
+
+        assert request.model and request.duration and request.steps and request.scheduler
+        device = choose_device(request.device or self.device)
+        dtype = choose_dtype(device, request.dtype)
+        pipeline = self._audio_pipeline(request.model, device, dtype, digest_cache(ctx.strata))
+        set_scheduler(pipeline, request.scheduler)
+        result = pipeline(  # type: ignore[operator]  # its subclasses are callable
+            prompt=request.prompt, negative_prompt=request.negative_prompt,
+            audio_length_in_s=request.duration, num_inference_steps=request.steps,
+            guidance_scale=request.cfg,
+            # A CPU generator makes the starting noise the same on every device.
+            generator=torch.Generator("cpu").manual_seed(request.seed or 0),
+            callback=lambda step, _timestep, _latents: ctx.progress(step + 1, request.steps),
+            callback_steps=1)
+        rate = int(pipeline.vocoder.config.sampling_rate)  # type: ignore[attr-defined]
+        info = ctx.strata.blobs.ingest_bytes(av.wav_bytes(result.audios[:1], rate))
+        return SoundCompleted(
+            job_id=ctx.job_id, operation="generate", versions={**av.versions(), **run_versions()},
+            encoder={"container": "wav", "sample_format": "s16", "sample_rate": rate,
+                     "channels": 1},
+            model=request.model, scheduler=scheduler_used(pipeline, request.scheduler),
+            device=device, dtype=dtype, prompt_seen=prompt_seen(pipeline, request.prompt),
+            outputs=[ProducedAsset(asset=info, seed=request.seed)])
+
+    def _audio_pipeline(self, model: ModelRef, device: str, dtype: str,
+                        cache_file: Path) -> DiffusionPipeline:
+        """The registered text-to-audio pipeline, loaded once per digest, device, dtype."""
+        import torch
+        from diffusers import DiffusionPipeline
+
+        from strata.core.models.pipelines import ModelLoadFailed, quiet_library_progress
+        from strata.core.models.registry import load_registered, quiet_diffusers_warnings
+
+        key = (model.digest, device, dtype)
+        if self._pipeline is not None and self._pipeline[0] == key:
+            return self._pipeline[1]
+
+        def load(folder: Path) -> DiffusionPipeline:
+            try:
+                with quiet_library_progress(), quiet_diffusers_warnings():
+                    return DiffusionPipeline.from_pretrained(
+                        folder, local_files_only=True, dtype=getattr(torch, dtype))
+            except Exception as error:
+                raise ModelLoadFailed(folder, error) from error
+
+        pipeline = load_registered(model.name, Path(model.path), model.digest, cache_file,
+                                   load).to(device)
+        pipeline.set_progress_bar_config(disable=True)  # type: ignore[attr-defined]
+        self._pipeline = (key, pipeline)
+        return pipeline
 
     def _add(self, ctx: JobContext, request: SoundRequested) -> SoundCompleted:
         import numpy as np
@@ -382,6 +508,48 @@ def _audio_file_digest(strata: Strata, path: Path) -> str:
     return digest
 
 
+def build_generate(
+    strata: Strata,
+    prompt: str,
+    duration: float,
+    *,
+    model: str = DEFAULT_AUDIO_MODEL,
+    seed: int | None = None,
+    negative_prompt: str | None = None,
+    steps: int = 10,
+    cfg: float = 2.5,
+    scheduler: str = "ddim",
+    device: str | None = None,
+    dtype: str | None = None,
+    branch: str | None = None,
+) -> SoundRequested:
+    """A validated `generate` request on the registered text-to-audio `model`; the seed is
+    chosen now when none is given (recorded). Steps and cfg default to AudioLDM's."""
+    import json
+    import secrets
+
+    from strata.core.models import registry as models
+
+    with strata.view() as conn:
+        registered = models.lookup(conn, model)
+    try:
+        index = json.loads((Path(registered.path) / "model_index.json").read_text("utf-8"))
+        kind = index.get("_class_name") if isinstance(index, dict) else None
+    except (OSError, ValueError):
+        kind = None
+    if kind not in AUDIO_PIPELINES:
+        raise InvalidInput(
+            f"model {model!r} is not a text-to-audio pipeline ({kind or 'no diffusers folder'}"
+            f"); sound generate runs {', '.join(AUDIO_PIPELINES)} folders; write a tiny one "
+            "with `strata model tiny --kind audio`")
+    return _request(
+        operation="generate", prompt=prompt, negative_prompt=negative_prompt,
+        duration=duration, seed=secrets.randbelow(2**32) if seed is None else seed,
+        steps=steps, cfg=cfg, scheduler=scheduler,
+        model=ModelRef(name=registered.name, path=registered.path, digest=registered.digest),
+        device=device, dtype=dtype, branch=branch)
+
+
 def _request(**fields: Any) -> SoundRequested:
     from strata.core.runtime import jobs
 
@@ -393,9 +561,9 @@ def _request(**fields: Any) -> SoundRequested:
 
 LAYER = layers.register(layers.Layer(
     name="sound",
-    description="sound: synthesized beds (numpy), speech (espeak-ng), audio mixed under a "
-                "video (AAC)",
+    description="sound: synthesized beds (numpy), speech (espeak-ng), sound from a prompt "
+                "(diffusers text-to-audio), audio mixed under a video (AAC)",
     requested=SoundRequested,
     completed=SoundCompleted,
-    executor=lambda _resources: SoundExecutor(),
+    executor=lambda resources: SoundExecutor(device=resources.device),
 ))

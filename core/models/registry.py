@@ -7,7 +7,10 @@ being written.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Connection, select
 
@@ -15,11 +18,17 @@ from strata.core.errors import ModelError
 from strata.core.ledger.event_types import ModelRegistered
 from strata.core.ledger.events import RecordedEvent
 from strata.core.models.digest import weights_digest
+from strata.core.models.pipelines import ModelDrift
 from strata.core.projections.base import table
 from strata.core.service import Strata
 from strata.core.storage.schema import ModelRow
 
 DEFAULT_MODEL = "tiny"
+# What `strata model tiny --kind K` writes, and the name it registers by default: the image
+# pipeline, a motion adapter for it (text-to-video) and a text-to-audio pipeline.
+TINY_KINDS: dict[str, str] = {"image": DEFAULT_MODEL, "video": "tiny-motion",
+                              "audio": "tiny-audio"}
+Loaded = TypeVar("Loaded")
 
 
 def digest_cache(strata: Strata) -> Path:
@@ -44,14 +53,40 @@ def register(strata: Strata, name: str, path: Path) -> RecordedEvent:
     return strata.record(f"model:{name}", [payload])[0]
 
 
-def write_tiny(strata: Strata, name: str = DEFAULT_MODEL, seed: int = 0) -> RecordedEvent:
-    """Write the bundled tiny pipeline under the store's models/ folder and register it."""
+def write_tiny(strata: Strata, name: str | None = None, seed: int = 0,
+               kind: str = "image") -> RecordedEvent:
+    """Write a bundled tiny model of `kind` (image, video: a motion adapter for the image
+    model, audio) under the store's models/ folder and register it (by default as
+    TINY_KINDS[kind])."""
     from strata.core.models.tiny import write_tiny_pipeline
+    from strata.core.models.tiny_audio import write_tiny_audio_pipeline
+    from strata.core.models.tiny_video import write_tiny_motion_adapter
 
+    writers: dict[str, Callable[[Path, int], Path]] = {
+        "image": write_tiny_pipeline, "video": write_tiny_motion_adapter,
+        "audio": write_tiny_audio_pipeline}
+    if kind not in writers:
+        raise ModelError(f"unknown tiny model kind {kind!r}: use one of {', '.join(writers)}")
+    name = name or TINY_KINDS[kind]
     folder = strata.store.settings.resolved_home / "models" / name
     if not (folder.is_dir() and any(folder.iterdir())):
-        write_tiny_pipeline(folder, seed=seed)
+        writers[kind](folder, seed)
     return register(strata, name, folder)
+
+
+def load_registered(name: str, path: Path, digest: str, cache_file: Path | None,
+                    load: Callable[[Path], Loaded]) -> Loaded:
+    """`load(path)`, once the weights at `path` are known to be the registered ones
+    (`digest`) before and after loading; otherwise ModelDrift, so that a job records the
+    digest of what actually ran."""
+    found = weights_digest(path, cache_file)
+    if found != digest:
+        raise ModelDrift(name, path, digest, found)
+    loaded = load(path)
+    after = weights_digest(path, cache_file)
+    if after != digest:
+        raise ModelDrift(name, path, digest, after, while_loading=True)
+    return loaded
 
 
 def lookup(conn: Connection, name: str) -> ModelRow:
@@ -71,3 +106,18 @@ def all_models(conn: Connection) -> list[ModelRow]:
     t = table(ModelRow)
     return [ModelRow.model_validate(dict(r._mapping)) for r in
             conn.execute(select(t).order_by(t.c.name))]
+
+
+@contextmanager
+def quiet_diffusers_warnings() -> Iterator[None]:
+    """Silence diffusers' warnings for a while: building a pipeline it has deprecated
+    (AudioLDM) or deriving one by `from_pipe` (AnimateDiff) warns on every run in words
+    that say nothing to a Strata user. Process-wide, so the level is restored after."""
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(verbosity)

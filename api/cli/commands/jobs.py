@@ -73,7 +73,8 @@ def submit(strata: Strata, request: JobRequest, wait: bool) -> dict[str, Any] | 
 def generate(
     prompt: str,
     negative: Annotated[str | None, typer.Option(help="negative prompt")] = None,
-    n: Annotated[int, typer.Option("--n", help="how many candidates (seeds)")] = 4,
+    n: Annotated[int | None, typer.Option(
+        "--n", help="how many candidates (seeds); default 4 pictures or 1 video")] = None,
     seed: Annotated[int | None, typer.Option(help="first seed (default: random)")] = None,
     steps: Annotated[int, typer.Option(help="denoising steps")] = 20,
     cfg: Annotated[float, typer.Option(help="classifier-free guidance scale")] = 7.5,
@@ -82,19 +83,34 @@ def generate(
     model: Annotated[str, typer.Option(help="a registered model name")] = "tiny",
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps")] = None,
     branch: Annotated[str | None, typer.Option(help="default: the current branch")] = None,
+    video: Annotated[bool, typer.Option(
+        "--video", help="a clip per seed (AnimateDiff over the model), as MP4")] = False,
+    frames: Annotated[int | None, typer.Option(help="frames per clip (--video; default 16)")]
+    = None,
+    fps: Annotated[int | None, typer.Option(help="frames per second (--video; default 8)")]
+    = None,
+    motion_adapter: Annotated[str | None, typer.Option(
+        help="a registered motion adapter (--video; default tiny-motion)")] = None,
     wait: Wait = False,
 ) -> None:
-    """Request a batch of images from a prompt: one output per seed."""
-    from strata.core.layers.generation import build_request
+    """Request a batch of images (or, with --video, clips) from a prompt: one per seed."""
+    from strata.core.layers.generation import DEFAULT_MOTION_ADAPTER, build_request
 
+    given = [name for name, value in (("--frames", frames), ("--fps", fps),
+                                      ("--motion-adapter", motion_adapter)) if value is not None]
+    if given and not video:
+        raise InvalidInput(f"{', '.join(given)} only apply to clips: add --video")
     match = SIZE.match(size)
     if match is None:
         raise InvalidInput(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 64x64")
     strata = open_strata()
     request = build_request(
-        strata, prompt, model=model, n=n, seed=seed, negative_prompt=negative, steps=steps,
-        cfg=cfg, width=int(match.group(1)), height=int(match.group(2)), scheduler=scheduler,
-        branch=branches.resolve(strata, branch), device=device,
+        strata, prompt, model=model, n=n if n is not None else 1 if video else 4, seed=seed,
+        negative_prompt=negative, steps=steps, cfg=cfg, width=int(match.group(1)),
+        height=int(match.group(2)), scheduler=scheduler,
+        branch=branches.resolve(strata, branch), device=device, video=video,
+        frames=16 if frames is None else frames, fps=8 if fps is None else fps,
+        motion_adapter=motion_adapter or DEFAULT_MOTION_ADAPTER,
     )
     for warning in request.prompt_window_warnings():
         err_console.print(f"[yellow]warning:[/] {escape(warning)}")

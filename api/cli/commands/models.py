@@ -34,15 +34,21 @@ def add_model(
 
 @model_app.command("tiny")
 def tiny_model(
-    name: Annotated[str, typer.Argument(help="the name to register it under")] = "tiny",
+    name: Annotated[str | None, typer.Argument(
+        help="the name to register it under (default: tiny, tiny-motion or tiny-audio)")]
+    = None,
     seed: Annotated[int, typer.Option(help="seed of its random weights")] = 0,
+    kind: Annotated[str, typer.Option(
+        help="image (a Stable-Diffusion-shaped pipeline), video (a motion adapter for the "
+             "tiny image model) or audio (an AudioLDM-shaped pipeline)")] = "image",
 ) -> None:
-    """Write the bundled tiny Stable-Diffusion-shaped pipeline (nothing is downloaded)."""
+    """Write a bundled tiny model with seeded weights (nothing is downloaded)."""
     from strata.core.models import registry as models
 
-    with console.status("writing the tiny model…"):
-        event = models.write_tiny(open_strata(), name, seed)
-    console.print(f"model [bold]{name}[/] at {event.data['path']}: {event.data['digest']}")
+    with console.status(f"writing the tiny {kind} model…"):
+        event = models.write_tiny(open_strata(), name, seed, kind)
+    console.print(f"model [bold]{event.data['name']}[/] at {event.data['path']}: "
+                  f"{event.data['digest']}")
 
 
 @model_app.command("list")

@@ -1,4 +1,5 @@
-"""Sound commands: `strata sound synth`, `strata sound voice`, `strata sound add`."""
+"""Sound commands: `strata sound synth`, `strata sound voice`, `strata sound generate`,
+`strata sound add`."""
 
 from __future__ import annotations
 
@@ -48,6 +49,31 @@ def voice(
     strata = open_strata()
     submit(strata, build_voice(strata, text, voice=voice_name, speed=speed,
                                branch=branches.resolve(strata, branch)), wait)
+
+
+@sound_app.command("generate")
+def generate(
+    prompt: Annotated[str, typer.Argument(help="what to hear")],
+    duration: Annotated[float, typer.Option(help="seconds (0.1 to 60)")],
+    model: Annotated[str, typer.Option(help="a registered text-to-audio model")]
+    = "tiny-audio",
+    negative: Annotated[str | None, typer.Option(help="negative prompt")] = None,
+    seed: Annotated[int | None, typer.Option(help="default: random, recorded")] = None,
+    steps: Annotated[int, typer.Option(help="denoising steps")] = 10,
+    cfg: Annotated[float, typer.Option(help="classifier-free guidance scale")] = 2.5,
+    scheduler: Annotated[str, typer.Option(help="ddim, euler, dpmpp_2m, …")] = "ddim",
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps")] = None,
+    branch: Branch = None,
+    wait: Wait = False,
+) -> None:
+    """Sound from a prompt (WAV) through a registered diffusers text-to-audio pipeline."""
+    from strata.core.layers.sound import build_generate
+
+    strata = open_strata()
+    submit(strata, build_generate(strata, prompt, duration, model=model, seed=seed,
+                                  negative_prompt=negative, steps=steps, cfg=cfg,
+                                  scheduler=scheduler, device=device,
+                                  branch=branches.resolve(strata, branch)), wait)
 
 
 @sound_app.command("add")
