@@ -87,7 +87,8 @@ class GenerationRequested(JobRequest):
     dtype: str | None = None
     video: VideoSettings | None = None  # None: pictures
 
-    iteration_settings: ClassVar[tuple[str, ...]] = ("n", "seed")
+    # frames and fps change a clip's VideoSettings (they are not fields of the request).
+    iteration_settings: ClassVar[tuple[str, ...]] = ("n", "seed", "frames", "fps")
 
     def summary(self) -> str:
         seeds = f"seed {self.seeds[0]}" if len(self.seeds) == 1 else (
@@ -109,7 +110,19 @@ class GenerationRequested(JobRequest):
                  output: ProducedAsset | None, fresh_seeds: bool) -> dict[str, Any]:
         """Seeds of an iteration: `seed=N` starts there; otherwise the output's own seed
         (or fresh ones); `n=K` asks for K seeds (default: one, or the batch's count when
-        the seeds are fresh)."""
+        the seeds are fresh). `frames=F` and `fps=R` change a clip's length and rate."""
+        clip = {name: _integer(name, settings[name]) for name in ("frames", "fps")
+                if name in settings}
+        if clip:
+            if self.video is None:
+                raise InvalidInput(f"{' and '.join(clip)} apply to clips; this request "
+                                   "made pictures")
+            try:
+                video = VideoSettings.model_validate({**self.video.model_dump(), **clip})
+            except ValidationError as error:
+                raise InvalidInput(f"invalid clip: {explain(error)}") from error
+            _check_adapter_fits(self.model, video)
+            data = {**data, "video": video.model_dump(mode="json")}
         if "seed" in settings:
             base = _integer("seed", settings["seed"])
         elif fresh_seeds:

@@ -182,3 +182,31 @@ def test_the_command_line_makes_a_clip(settings: Settings, tmp_path: Path,
     assert output["seed"] == 5  # --n defaults to one clip
     assert (output["asset"]["media_type"], output["asset"]["frames"],
             output["asset"]["fps"]) == ("video/mp4", 3, 6.0)
+
+
+@sqlite_only
+def test_an_iteration_changes_frames_and_fps_of_a_clip(animated: Strata) -> None:
+    from strata.core.decisions.iteration import iterate
+
+    (clip,) = generate(animated, frames=4, fps=8, seed=3)["outputs"]
+    event = iterate(animated, clip, ["frames=2", "fps=4"], "keep")
+    assert event.data["changes"]["video"]["to"]["frames"] == 2
+    row = Worker(animated, build_executors(("generation",))).wait_for(event.data["job_id"])
+    assert row["status"] == "completed", row
+    facts, frames = decoded(animated.blobs.read_bytes(row["outputs"][0]))
+    assert (len(frames), facts["rate"]) == (2, 4)
+    made = recipe(animated, row["outputs"][0])
+    assert made["seed"] == 3 and {"digest": clip, "role": "parent"} in made["inputs"]
+    before = animated.ledger.head_position()
+    with pytest.raises(InvalidInput, match="at most 32 frames"):
+        iterate(animated, clip, ["frames=40"], "keep")
+    with pytest.raises(InvalidInput, match="frames must be a whole number"):
+        iterate(animated, clip, ["frames=2.5"], "keep")
+    assert animated.ledger.head_position() == before
+
+
+def test_frames_do_not_apply_to_pictures(animated: Strata) -> None:
+    picture = build_request(animated, "a fox", model="tiny", seed=1)
+    data = picture.model_dump(mode="json")
+    with pytest.raises(InvalidInput, match="frames apply to clips; this request made pictures"):
+        picture.reissued(data, {"frames": 8}, None, fresh_seeds=False)
