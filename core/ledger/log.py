@@ -90,6 +90,9 @@ def envelope_json(
     )
 
 
+_NOTHING_YET = object()
+
+
 def _seal(
     events: Sequence[NewEvent], stream: str, version: int, position: int, prev_hash: str,
     idempotency: tuple[str, int] | None, recorded_at: str,
@@ -106,7 +109,7 @@ def _seal(
     type_json: dict[str, str] = {}
     recorded: list[RecordedEvent] = []
     rows: list[tuple] = []
-    meta_source: object = None
+    meta_source: object = _NOTHING_YET  # not None: a None meta must be serialised too
     meta_json = ""
     for offset, new in enumerate(events, start=1):
         if new.meta is not meta_source:
@@ -236,6 +239,8 @@ class Ledger:
         if len({part.stream for part in appends}) != len(appends):
             raise InvalidInput("one append names a stream twice; give its events together")
         for event in events:
+            if not isinstance(event.meta, dict):
+                raise InvalidInput(f"event meta must be a JSON object, not {event.meta!r}")
             if not event.validated:
                 registry.validate(event)
         ids = [e.event_id for e in events]

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,16 @@ def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     The same seed always writes byte-identical weight files. The model is built beside
     `folder` and renamed into place, so `folder` either holds a complete model or nothing.
     """
-    folder = Path(folder)
+    def save(staging: Path) -> None:
+        _build_pipeline(staging, seed).save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
+
+    return write_model_folder(Path(folder), save)
+
+
+def write_model_folder(folder: Path, save: Callable[[Path], None]) -> Path:
+    """Run `save(staging)` in a hidden sibling of `folder`, then rename it into place, so
+    that `folder` holds a whole model or nothing. Refuses (ModelFolderNotEmpty) a folder
+    that already holds files, before and at the rename, so two models never mix."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise ModelFolderNotEmpty(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +63,7 @@ def write_tiny_pipeline(folder: Path, seed: int = 0) -> Path:
     staging.mkdir()
     try:
         with quiet_library_progress():
-            _build_pipeline(staging, seed).save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
+            save(staging)
         _fsync_tree(staging)
         try:
             # Replaces an empty folder, fails if another writer filled it in the meantime.
@@ -157,7 +167,7 @@ def _write_character_vocabulary(tokenizer_dir: Path) -> None:
     CLIP's tokenizer maps text to byte-level symbols before looking tokens up, so covering
     all 256 symbols (alone and as a word ending) means no prompt ever hits the unknown token.
     """
-    symbols = sorted(_byte_level_alphabet())
+    symbols = sorted(byte_level_alphabet())
     tokens = [*symbols, *(symbol + "</w>" for symbol in symbols)]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     tokenizer_dir.mkdir(parents=True)
@@ -168,7 +178,7 @@ def _write_character_vocabulary(tokenizer_dir: Path) -> None:
     (tokenizer_dir / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
 
 
-def _byte_level_alphabet() -> set[str]:
+def byte_level_alphabet() -> set[str]:
     """The 256 printable stand-ins that GPT-2/CLIP byte-level tokenizers use for bytes."""
     printable = [
         *range(ord("!"), ord("~") + 1),

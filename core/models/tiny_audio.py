@@ -15,8 +15,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from strata.core.models.tiny import MAX_PROMPT_TOKENS, _byte_level_alphabet
-from strata.core.models.tiny_video import write_folder
+from strata.core.models.tiny import MAX_PROMPT_TOKENS, byte_level_alphabet, write_model_folder
 
 if TYPE_CHECKING:
     from diffusers import AudioLDMPipeline
@@ -36,14 +35,14 @@ def write_tiny_audio_pipeline(folder: Path, seed: int = 0) -> Path:
     """Write a tiny seeded AudioLDM pipeline to `folder` and return its path.
 
     The same seed always writes byte-identical weight files; `folder` ends up holding a
-    complete pipeline or nothing (see `write_folder`).
+    complete pipeline or nothing (see `write_model_folder`).
     """
 
     def save(staging: Path) -> None:
         _build_pipeline(staging, seed).save_pretrained(  # type: ignore[attr-defined]
             staging, safe_serialization=True)
 
-    return write_folder(Path(folder), save)
+    return write_model_folder(Path(folder), save)
 
 
 def _build_pipeline(staging: Path, seed: int) -> AudioLDMPipeline:
@@ -111,7 +110,7 @@ def _write_byte_vocabulary(tokenizer_dir: Path) -> None:
     """A byte-level BPE vocabulary with RoBERTa's special tokens, one token per byte and
     no merges: every text tokenizes (byte by byte), nothing is downloaded."""
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
-    tokens = [*specials, *sorted(_byte_level_alphabet()), "<mask>"]
+    tokens = [*specials, *sorted(byte_level_alphabet()), "<mask>"]
     tokenizer_dir.mkdir(parents=True)
     (tokenizer_dir / "vocab.json").write_text(
         json.dumps({token: index for index, token in enumerate(tokens)}, ensure_ascii=False),

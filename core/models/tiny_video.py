@@ -5,23 +5,15 @@ motion layer per block, so `AnimateDiffPipeline` can lay it over that model and 
 text-to-video path runs for real offline. Its videos are noise; shapes and plumbing are
 real. torch and diffusers are imported only while writing.
 
-`write_folder` is the atomic folder writer both tiny writers here use (video and audio):
-the model is built in a hidden sibling and renamed into place, so a folder holds a
-complete model or nothing.
+Like every tiny writer it goes through `tiny.write_model_folder`: the model is built in a
+hidden sibling and renamed into place, so a folder holds a complete model or nothing.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
-from strata.core.models.pipelines import quiet_library_progress
-from strata.core.models.tiny import ModelFolderNotEmpty, _fsync_tree
-from strata.core.storage.files import fsync_dir
+from strata.core.models.tiny import write_model_folder
 
 # The tiny image UNet's block channels and layers per block (core/models/tiny.py): an
 # adapter's motion modules sit after each resnet of each block, so both must match.
@@ -54,33 +46,6 @@ def write_tiny_motion_adapter(folder: Path, seed: int = 0) -> Path:
             )
         adapter.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
 
-    return write_folder(Path(folder), save)
+    return write_model_folder(Path(folder), save)
 
 
-def write_folder(folder: Path, save: Callable[[Path], None]) -> Path:
-    """Run `save(staging)` in a hidden sibling of `folder`, then rename it into place.
-
-    Refuses (ModelFolderNotEmpty) a folder that already holds files, before and at the
-    rename, so two models never mix.
-    """
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        raise ModelFolderNotEmpty(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    # Same filesystem, so the rename is atomic; mkdir honours the umask.
-    staging = folder.parent / f".{folder.name}.partial-{uuid.uuid4().hex}"
-    staging.mkdir()
-    try:
-        with quiet_library_progress():
-            save(staging)
-        _fsync_tree(staging)
-        try:
-            os.rename(staging, folder)
-        except OSError as error:
-            if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR):
-                raise ModelFolderNotEmpty(folder) from error
-            raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    fsync_dir(folder.parent)
-    return folder
