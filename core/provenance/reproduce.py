@@ -210,7 +210,7 @@ class _Plan:
     drift: list[Drift] = field(default_factory=list)
 
 
-def _plan(strata: Strata, step: Step, allow_model_drift: bool) -> _Plan:
+def _plan(strata: Strata, step: Step) -> _Plan:
     plan = _Plan(step)
     if step.kind != "job" or step.job_id is None:
         return plan
@@ -222,7 +222,7 @@ def _plan(strata: Strata, step: Step, allow_model_drift: bool) -> _Plan:
                        "result is unknown to this version of Strata (a layer not loaded here?)")
     plan.request, plan.completed, plan.causation = request, completed, step.id
     for where, recorded in _model_refs(request):
-        running, drift = _weights_to_run(strata, recorded, allow_model_drift)
+        running, drift = _weights_to_run(strata, recorded)
         plan.models.append((where, running))
         if drift is not None:
             plan.drift.append(drift)
@@ -242,10 +242,9 @@ def _model_refs(value: Any, where: tuple[str | int, ...] = ()
             yield from _model_refs(item, (*where, index))
 
 
-def _weights_to_run(strata: Strata, recorded: ModelRef, allow_drift: bool
-                    ) -> tuple[ModelRef, Drift | None]:
+def _weights_to_run(strata: Strata, recorded: ModelRef) -> tuple[ModelRef, Drift | None]:
     """The model the replay of a step runs: the recorded weights wherever they still are;
-    otherwise (drift allowed) those now at the model's registered path."""
+    otherwise, with the drift, those now at the model's registered path."""
     from strata.core.models import registry as models
     from strata.core.models.digest import weights_digest
 
@@ -277,17 +276,17 @@ def _weights_to_run(strata: Strata, recorded: ModelRef, allow_drift: bool
             f"not at {recorded.path}, and there are no weights at {path} to run instead; "
             "restore the files (or register them) and try again")
     drift = Drift(name=recorded.name, path=path, recorded=recorded.digest, ran=now)
-    if not allow_drift:
-        raise ReproductionRefused(_drift_message(drift))
     return ModelRef(name=recorded.name, path=path, digest=now), drift
 
 
-def _drift_message(drift: Drift) -> str:
-    return (f"refused: model {drift.name!r} has drifted: the steps were made with weights "
-            f"{short(drift.recorded)}, but the files at {drift.path} now hash to "
-            f"{short(drift.ran)}; restore the recorded weights to reproduce exactly, or pass "
-            "--allow-model-drift to run on the weights there now (the verdict will name the "
-            "drift); nothing was run or recorded")
+def _refusal(drifts: Sequence[Drift]) -> ReproductionRefused:
+    models = "; ".join(f"model {d.name!r} has drifted: the steps were made with weights "
+                       f"{short(d.recorded)}, but the files at {d.path} now hash to "
+                       f"{short(d.ran)}" for d in dict.fromkeys(drifts))
+    return ReproductionRefused(
+        f"refused: {models}; restore the recorded weights to reproduce exactly, or pass "
+        "--allow-model-drift to run on the weights there now (the verdicts will name the "
+        "drift); nothing was run or recorded")
 
 
 def _replay_request(plan: _Plan, replaced: dict[str, str]) -> JobRequest:
@@ -348,7 +347,10 @@ def reproduce(strata: Strata, asset_ref: str, *, allow_model_drift: bool = False
     from strata.core.runtime.worker import Worker
 
     found = provenance(strata, asset_ref)
-    plans = [_plan(strata, step, allow_model_drift) for step in found.steps]
+    plans = [_plan(strata, step) for step in found.steps]
+    drifts = [d for p in plans for d in p.drift]
+    if drifts and not allow_model_drift:
+        raise _refusal(drifts)
     layers = sorted({p.step.layer for p in plans if p.request is not None})
     if not layers:
         raise JobError(f"nothing to replay: no step in the ancestry of {short(found.asset)} "

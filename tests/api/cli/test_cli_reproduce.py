@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +103,25 @@ def test_changed_weights_refused_then_allowed_and_verified(
     assert output["reproduction"] == document["reproduction"] != original
     lineage = cli("lineage", original[7:19], "--down").stdout
     assert document["reproduction"].removeprefix("sha256:")[:12] in lineage
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.xfail(strict=True, reason=(
+    "reproduction.* are registered where strata.core.provenance.reproduce is imported: "
+    "every CLI process (its command module imports it), but not a process that only opens "
+    "the store; load_layers (core/layers/__init__.py) should import it too"))
+def test_a_process_that_only_opens_the_store_decodes_a_reproduction(
+    plugin_cli: Cli, tmp_path: Path,  # noqa: F811
+) -> None:
+    cli = plugin_cli
+    cli("add", str(write_png(tmp_path, "src.png", 1)))
+    (source,) = cli.digests()
+    request_invert(cli, source, 1.0)
+    cli("worker", "--until-idle", "--poll", "0.1")
+    (inverted,) = [d for d in cli.digests() if d != source]
+    cli("reproduce", inverted[7:19])
+    script = ("from strata.core.service import Strata\nfrom strata.core.store import Store\n"
+              "print(Strata(Store.open()).rebuild())\n")
+    rebuilt = subprocess.run([sys.executable, "-c", script], env=cli.env, cwd=cli.cwd,
+                             capture_output=True, text=True, timeout=120)
+    assert rebuilt.returncode == 0, rebuilt.stderr

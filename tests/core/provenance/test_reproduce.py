@@ -112,6 +112,10 @@ def test_a_chain_reproduces_identically_step_by_step(tiny: Strata) -> None:
         assert requested.type == f"{step.layer}.requested"
         assert requested.meta["causation_id"] == step.step
         assert requested.data["branch"] is None
+        # Requests that left the device open run where the originals ran.
+        assert requested.data.get("device", "cpu") == "cpu"
+    assert {s.layer for s in payload.steps if s.job_id and tiny.ledger.read_stream(
+        jobs.stream(s.job_id))[0].data.get("device")} == {"generation", "editing"}
     assert head(tiny) == before
     # Identical outputs are the original assets: no link, no new asset.
     with tiny.view() as conn:
