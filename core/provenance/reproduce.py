@@ -107,7 +107,6 @@ LINK_OPERATION = "reproduction"
 Verdict = Literal["identical", "visually the same", "different"]
 Outcome = Literal["identical", "visually the same", "different", "failed", "imported",
                   "external"]
-REPRODUCED: tuple[str, ...] = ("identical", "visually the same")
 _RANK = {"identical": 0, "visually the same": 1, "different": 2}
 
 
@@ -389,9 +388,8 @@ def _replay(strata: Strata, worker: Worker, plan: _Plan, replaced: dict[str, str
     jobs.request(strata, request, causation_id=plan.causation)
     row = worker.wait_for(request.job_id)
     if row["status"] != "completed":
-        return StepCheck(**common, outcome="failed",
-                         causes=[f"the replay {row['status']}: {row['error_class']}: "
-                                 f"{row['error_message']}"])
+        error = f": {row['error_class']}: {row['error_message']}" if row["error_class"] else ""
+        return StepCheck(**common, outcome="failed", causes=[f"the replay {row['status']}{error}"])
     result = next(e.payload for e in strata.ledger.read_stream(jobs.stream(request.job_id))
                   if isinstance(e.payload, JobCompleted))
     outputs = []

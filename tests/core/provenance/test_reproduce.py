@@ -307,3 +307,22 @@ def test_the_demo_final_reproduces_identically(strata: Strata) -> None:
     assert set(outcomes.values()) == {"identical"}
     assert {layer for layer, _ in outcomes} == {
         "generation", "editing", "compositing", "enhancement", "motion", "sound"}
+
+
+def test_a_replay_that_fails_is_the_divergence(strata: Strata, tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes(1, (16, 16)))
+    source = strata.add_file(path).data["asset"]["digest"]
+    request = enhancement.build_request(strata, source, [{"op": "auto-contrast"}])
+    jobs.request(strata, request)
+    (enhanced,) = Worker(strata, build_executors(("enhancement",))).wait_for(
+        request.job_id)["outputs"]
+    hex_digest = source.removeprefix("sha256:")
+    (strata.store.settings.resolved_home / "objects" / hex_digest[:2] / hex_digest[2:]).unlink()
+
+    payload = rp.reproduce(strata, enhanced).payload
+    assert isinstance(payload, rp.ReproductionDiverged)
+    imported, replay = payload.steps
+    assert (imported.outcome, replay.outcome, replay.outputs) == ("imported", "failed", [])
+    assert payload.first_diverged == replay.step and payload.reproduction is None
+    assert payload.why == replay.causes[0] and payload.why.startswith("the replay failed: ")
