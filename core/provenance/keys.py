@@ -12,6 +12,9 @@ works unchanged with Go's `note.NewVerifier` and the tools built on it:
   ``PRIVATE+KEY+<name>+<key id>+<base64(0x01 || seed)>``
 - public, `<store>/checkpoint.pub`: ``<name>+<key id>+<base64(0x01 || public key)>``
 
+`init_keys` also makes the store's Content Credentials certificate under the same name
+(core.interop.c2pa_credentials: a local CA and the ES256 certificate it issues).
+
 where the key id is the first four bytes of SHA-256(name || 0x0A || 0x01 || public key),
 in hex. Both live in the store folder, outside the database: someone who can rewrite the
 database cannot sign with them unless they can also read that folder.
@@ -223,11 +226,15 @@ def write_new(path: Path, text: str, mode: int) -> None:
 
 
 def init_keys(home: Path, origin: str | None = None) -> Verifier:
-    """Make the store's key pair, named `origin` (default: a new unique name); refuse to
-    replace an existing key, whose checkpoints would then no longer verify."""
+    """Make the store's key pair, named `origin` (default: a new unique name), and its
+    Content Credentials certificate; refuse to replace an existing key, whose checkpoints
+    (and signed exports) would then no longer verify."""
+    # Lazily: the Content Credentials module reads provenance, which sits above the keys.
+    from strata.core.interop.c2pa_credentials import credential_paths, make_credentials
+
     name = check_name(origin) if origin else default_origin()
     private, public = key_paths(home)
-    for path in (private, public):
+    for path in (private, public, *credential_paths(home)):
         if path.exists():
             raise InvalidInput(f"{path} exists: this store already has a key; checkpoints "
                                "signed with it would no longer verify if it were replaced")
@@ -238,6 +245,9 @@ def init_keys(home: Path, origin: str | None = None) -> Verifier:
     except FileExistsError:  # another `keys init` got there between the check and here
         raise InvalidInput(f"{private} exists: this store already has a key") from None
     write_new(public, signer.verifier.encoded() + "\n", 0o644)
+    # The same name on the Content Credentials certificate (a local CA and the signing
+    # certificate it issues), so an export's signer names the store whose log it comes from.
+    make_credentials(home, name)
     fsync_dir(home)
     return signer.verifier
 

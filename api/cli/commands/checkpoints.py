@@ -23,8 +23,11 @@ def init_keys(
         "strata.example/studio (default: strata.local/<random>)")] = None,
 ) -> None:
     """Make the store's key pair: the private key (mode 0600) and the public key, in the
-    store folder, never in the database. Refuses to replace an existing key."""
+    store folder, never in the database; and beside them a local certificate authority and
+    the signing certificate it issues, for Content Credentials (`strata export --c2pa`).
+    Refuses to replace an existing key."""
     from strata.api.cli.app import open_strata
+    from strata.core.interop.c2pa_credentials import credential_paths
     from strata.core.provenance.keys import init_keys as make_keys
     from strata.core.provenance.keys import key_paths
 
@@ -36,6 +39,9 @@ def init_keys(
     console.print(f"private key: {private} (keep it secret; back it up)")
     console.print(f"public key: {public}")
     console.print(verifier.encoded(), soft_wrap=True)
+    ca, chain, signing_key = credential_paths(home)
+    console.print(f"Content Credentials: certificate {chain}, its key {signing_key} (keep it "
+                  f"secret); the local authority that issued it: {ca}")
 
 
 @keys_app.command("show")
