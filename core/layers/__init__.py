@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "strata.layers"
 PLUGINS_VARIABLE = "STRATA_PLUGINS"
+# Modules outside the layers that register event types of their own. Every process that
+# opens a store must decode their events, or its projections would stop before them.
+EVENT_MODULES = ("strata.core.provenance.reproduce",)
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,16 @@ def register(layer: Layer) -> Layer:
 
 
 def load_layers() -> None:
-    """Import every layer plug-in once (this package, entry points, STRATA_PLUGINS)."""
+    """Import every layer plug-in once (this package, entry points, STRATA_PLUGINS), and
+    the other modules that register event types (EVENT_MODULES)."""
     global _loaded
     if _loaded:
         return
     for module in pkgutil.iter_modules(__path__):
         if not module.name.startswith("_"):
             importlib.import_module(f"{__name__}.{module.name}")
+    for name in EVENT_MODULES:
+        importlib.import_module(name)
     for entry_point in entry_points(group=ENTRY_POINT_GROUP):
         entry_point.load()
     for name in (n.strip() for n in os.environ.get(PLUGINS_VARIABLE, "").split(",")):

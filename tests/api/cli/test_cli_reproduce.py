@@ -106,10 +106,6 @@ def test_changed_weights_refused_then_allowed_and_verified(
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
-@pytest.mark.xfail(strict=True, reason=(
-    "reproduction.* are registered where strata.core.provenance.reproduce is imported: "
-    "every CLI process (its command module imports it), but not a process that only opens "
-    "the store; load_layers (core/layers/__init__.py) should import it too"))
 def test_a_process_that_only_opens_the_store_decodes_a_reproduction(
     plugin_cli: Cli, tmp_path: Path,  # noqa: F811
 ) -> None:
