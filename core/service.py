@@ -26,6 +26,7 @@ from strata.core.errors import (
     JobNotFound,
     NotFound,
 )
+from strata.core.interop.embedded import read_embedded
 from strata.core.ledger.event_types import (
     ROLES,
     AssetDerived,
@@ -159,7 +160,8 @@ class Strata:
         stored before anything is recorded; then one append records them all:
         `asset.imported`, or `asset.derived` from `parents` (asset reference, role). A
         refused file, or a derivation that would make an asset its own ancestor, records
-        nothing.
+        nothing. An imported file's generation metadata (A1111, ComfyUI, InvokeAI, …) is
+        recorded with it as `embedded`: reconstructed from the file, not verified.
         """
         for _, role in parents:
             if role not in ROLES:
@@ -176,15 +178,19 @@ class Strata:
         with self.blobs.staging_paths(paths) as staged:
             if inputs:
                 self._refuse_cycles([each.info.digest for each in staged], inputs)
+            # Read from the staged copy, not the user's path: what is parsed is what is
+            # stored. It never refuses a file; a derivation has no place for it.
+            embedded = [None if inputs else read_embedded(each.temporary, each.info.media_type)
+                        for each in staged]
             stored = [(path, self.blobs.publish(each)) for path, each in zip(paths, staged,
                                                                                 strict=True)]
         by_stream: dict[str, list[Payload]] = {}
-        for path, info in stored:
+        for (path, info), found in zip(stored, embedded, strict=True):
             source = ImportSource(name=path.name, path=str(path.resolve()))
             payload: Payload = (
                 AssetDerived(output=ProducedAsset(asset=info, inputs=inputs),
                              operation=operation, source=source)
-                if inputs else AssetImported(asset=info, source=source))
+                if inputs else AssetImported(asset=info, source=source, embedded=found))
             by_stream.setdefault(asset_stream(info.digest), []).append(payload)
         recorded = self.record_together(
             [(stream, payloads, ANY_VERSION) for stream, payloads in by_stream.items()],
