@@ -2,7 +2,9 @@
 
 `recipe` flattens everything that produced an asset (the layer's request parameters, the
 output's own seed, the model's weight digest, scheduler, library versions, device, inputs
-with roles, who and when) into one mapping; `diff` compares two recipes key by key.
+with roles, who and when) into one mapping; `diff` compares two recipes key by key. An
+imported file's recipe is the one read from its metadata (core.interop), marked as
+reconstructed from the file and not verified.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 from strata.core.decisions.iteration import producing_job
 from strata.core.errors import EventNotFound
+from strata.core.interop.recipe import EmbeddedRecipe
 from strata.core.ledger.event_types import AssetDerived, AssetImported, JobCompleted
 from strata.core.projections import views
 from strata.core.service import Strata
@@ -18,6 +21,9 @@ from strata.core.service import Strata
 # Who made an asset, when, and how long it took: part of its provenance, never a
 # difference in its recipe.
 CIRCUMSTANCES = {"actor", "host", "made_at", "job_id", "timings"}
+# The metadata an imported file's recipe was read from: evidence, not parameters (what it
+# says is compared as the parameters read from it).
+EVIDENCE = {"raw_metadata", "raw_truncated"}
 
 
 def recipe(strata: Strata, asset_ref: str) -> dict[str, Any]:
@@ -42,7 +48,11 @@ def recipe(strata: Strata, asset_ref: str) -> dict[str, Any]:
             flat.update(operation=payload.operation, **payload.output.params,
                         inputs=[i.model_dump() for i in payload.output.inputs])
         elif isinstance(payload, AssetImported):
-            flat.update(source=payload.source.name, embedded=payload.embedded)
+            flat.update(source=payload.source.name)
+            # A recipe read from the file: its parameters as a generation's are, marked
+            # as reconstructed and not verified, with the raw metadata it was read from.
+            embedded = EmbeddedRecipe.of_record(payload.embedded)
+            flat.update(embedded.flat() if embedded else {"embedded": payload.embedded})
         return flat
     request, output, completed = producing_job(strata, digest)
     flat.update(request.parameters(output))
@@ -59,7 +69,8 @@ def recipe(strata: Strata, asset_ref: str) -> dict[str, Any]:
 def diff(strata: Strata, a_ref: str, b_ref: str) -> list[tuple[str, Any, Any]]:
     """The recipe keys whose values differ between two assets (nested keys flattened)."""
     a, b = _flatten(recipe(strata, a_ref)), _flatten(recipe(strata, b_ref))
-    keys = sorted(k for k in set(a) | set(b) if k.split(".", 1)[0] not in CIRCUMSTANCES)
+    ignored = CIRCUMSTANCES | EVIDENCE
+    keys = sorted(k for k in set(a) | set(b) if k.split(".", 1)[0] not in ignored)
     return [(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)]
 
 

@@ -127,14 +127,24 @@ def show(
     if found.created is not None:
         meta = found.created.meta
         say(f"  recorded {found.created.recorded_at} by {meta.get('actor')}@{meta.get('host')}")
-    shown = {k: v for k, v in found.recipe.items()
-             if k not in ("layer", "inputs", "actor", "host", "made_at", "job_id")}
+    recipe = found.recipe
+    shown = {k: v for k, v in recipe.items()
+             if k not in ("layer", "inputs", "actor", "host", "made_at", "job_id",
+                          "reconstructed", "raw_metadata", "raw_truncated")}
     if shown:
-        say("  recipe:")
+        # A recipe read from an imported file is what the file says, not what Strata saw.
+        say(f"  recipe, {recipe['reconstructed']}:" if "reconstructed" in recipe
+            else "  recipe:")
         for key, value in shown.items():
             if isinstance(value, dict) and key in ("scheduler", "model", "timings"):
                 value = value.get("class_name") or value.get("digest") or value
             say(f"    {key}: {escape(str(value))}")
+    if recipe.get("raw_metadata"):  # verbatim in --json; here only what there is
+        cut = recipe.get("raw_truncated", {})
+        say("  raw metadata: " + ", ".join(
+            f"{escape(name)} ({len(text):,} characters"
+            + (f", kept truncated from {cut[name]:,} bytes)" if name in cut else ")")
+            for name, text in recipe["raw_metadata"].items()))
     for edge in details.parents:
         say(f"  ← {edge.role}: {short(edge.input_digest)} ({edge.layer} {edge.operation})")
     for edge in details.children:
