@@ -83,6 +83,8 @@ def _tool(settings: dict[str, str]) -> tuple[str, str | None]:
     version = settings.get("Version")
     if "App" in settings:
         return settings["App"], version
+    if version and version.startswith("strata "):  # Strata's own exports write it so
+        return "Strata", version.removeprefix("strata ")
     if version and "Fooocus" in version:
         return "Fooocus", version.replace("Fooocus", "").strip().removeprefix("v") or None
     if version and re.match(r"^f\d", version):  # Forge: f2.0.1v1.10.1-…

@@ -78,6 +78,13 @@ def test_a1111_img2img_and_forge(strata: Strata, tmp_path: Path) -> None:
     assert refiner["extra"] == {"switch_at": "0.8"}
 
 
+def test_a_strata_export_names_strata(strata: Strata, tmp_path: Path) -> None:
+    text = ("a fox\nSteps: 4, Sampler: ddim, CFG scale: 7.5, Seed: 9, Size: 64x64, "
+            "Model hash: 0123456789, Model: tiny, Version: strata 0.1.0")
+    found = imported(strata, samples.png(tmp_path / "s.png", {"parameters": text}))
+    assert (found["tool"], found["tool_version"]) == ("Strata", "0.1.0")
+
+
 def test_comfyui_refiner_graph_walked_from_the_saved_image(strata: Strata,
                                                            tmp_path: Path) -> None:
     graph = samples.comfy_refiner_graph()
