@@ -35,7 +35,7 @@ ENTRY_POINT_GROUP = "strata.layers"
 PLUGINS_VARIABLE = "STRATA_PLUGINS"
 # Modules outside the layers that register event types of their own. Every process that
 # opens a store must decode their events, or its projections would stop before them.
-EVENT_MODULES = ("strata.core.provenance.reproduce",)
+EVENT_MODULES = ("strata.core.provenance.reproduce", "strata.core.interop.export")
 
 
 @dataclass(frozen=True)

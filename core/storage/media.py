@@ -120,7 +120,10 @@ def inspect_image(path: Path, media_type: str, max_pixels: int) -> MediaInfo:
     )
 
 
-# Pillow's limit is one global of the process; it is set only for the moment of opening.
+# What Pillow may read of a PNG's text chunks while Strata inspects it (its own defaults
+# refuse a file with 1 MB in one compressed chunk or 64 MB of text in all).
+MAX_PNG_TEXT_BYTES = 512 * 1024**2
+# Pillow's limits are globals of the process; they are set only for the moment of opening.
 _PILLOW_LIMIT = threading.Lock()
 
 
@@ -128,16 +131,22 @@ def _open_with_limit(path: Path, max_pixels: int) -> ImageFile:
     """Image.open under our limit: Pillow refuses on its own above twice its global limit,
     before the size is known here, so the limit must be ours while it opens — and only
     then, so that other code in this process keeps Pillow's own default."""
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
     with _PILLOW_LIMIT, warnings.catch_warnings():
         # Pillow only warns between its limit and twice it; the caller's check refuses.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
+        previous = (Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK,
+                    PngImagePlugin.MAX_TEXT_MEMORY)
+        # Large text chunks (a tool's 50 MB workflow) are metadata, not pixels: they must
+        # not get the image refused as corrupt. The metadata reader bounds what it keeps.
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY = MAX_PNG_TEXT_BYTES
         try:
             return Image.open(path)
         finally:
-            Image.MAX_IMAGE_PIXELS = previous
+            (Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK,
+             PngImagePlugin.MAX_TEXT_MEMORY) = previous
 
 
 def _bomb(what: str, max_pixels: int) -> InvalidInput:

@@ -155,18 +155,24 @@ def iterate(
     = "keep",
     branch: Annotated[str | None, typer.Option(
         help="default: the original job's branch, else the current one")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="for an imported file: the registered model to re-make it on (default: the "
+             "default model)")] = None,
     wait: Wait = False,
 ) -> None:
-    """Re-issue the request that produced ASSET with adjusted parameters."""
+    """Re-issue the request that produced ASSET with adjusted parameters (for an imported
+    file, the recipe read from it, re-made as a Strata generation)."""
     from strata.core.decisions.iteration import iterate as reissue
 
     if seed not in ("keep", "new"):
         raise InvalidInput(f"--seed is keep or new, not {seed!r}")
     strata = open_strata()
-    event = reissue(strata, asset, set_, seed, branch=branch)  # type: ignore[arg-type]
-    console.print(f"iterating job {event.data['iterates'][:8]}: "
-                  + ", ".join(f"{k} {v['from']!r} → {v['to']!r}"
-                              for k, v in event.data["changes"].items()))
+    event = reissue(strata, asset, set_, seed, branch=branch, model=model)  # type: ignore[arg-type]
+    iterated = event.data["iterates"]
+    what = (f"job {iterated[:8]}" if iterated else
+            f"the recipe read from {short(event.data['parent'])} (not verified)")
+    console.print(f"iterating {what}: " + ", ".join(
+        f"{k} {v['from']!r} → {v['to']!r}" for k, v in event.data["changes"].items()))
     console.print(f"requested {event.type.split('.', 1)[0]} job [bold]{event.data['job_id']}[/]")
     if wait:
         run_here(strata, event.data["job_id"])

@@ -223,10 +223,6 @@ def test_a_compressed_chunk_is_bounded_when_inflated(strata: Strata, tmp_path: P
     assert "parameters" in chunks.truncated
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core/storage/media.py opens images with Pillow's own text limits (1 MB per compressed "
-    "chunk, 64 MB of text in all) and refuses such a file as corrupt before its metadata "
-    "is read"))
 @pytest.mark.parametrize("chunks, zipped", [
     ({"parameters": "y" * (2 * 1024**2)}, True),
     ({"prompt": "x" * (40 * 1024**2), "workflow": "w" * (30 * 1024**2)}, False)],

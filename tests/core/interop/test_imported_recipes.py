@@ -78,6 +78,24 @@ def test_show_prints_the_reconstructed_recipe(settings: Settings, tmp_path: Path
     assert shown_json["recipe"]["raw_metadata"] == {"parameters": samples.A1111}
 
 
+def test_the_command_line_iterates_an_import_on_the_model_given(
+    settings: Settings, tmp_path: Path, tiny_model_folder: Path
+) -> None:
+    cli = Cli(settings, tmp_path)
+    cli("init", "--no-tiny")
+    cli("model", "add", "fox-model", str(tiny_model_folder))
+    cli("add", str(samples.png(tmp_path / "fox.png", {"parameters": samples.A1111})))
+    (digest,) = cli.digests()
+    said = cli("iterate", digest[7:19], "--set", "steps=2", "--set", "size=64x64",
+               "--model", "fox-model").stdout
+    assert f"iterating the recipe read from {digest[7:19]} (not verified)" in said
+    assert "steps 28 → 2" in said
+    (request,) = [json.loads(line) for line in cli("log", "--json").stdout.splitlines()
+                  if '"generation.requested"' in line]
+    assert request["data"]["model"]["name"] == "fox-model"
+    assert request["data"]["parent"] == digest
+
+
 def test_iterating_an_import_reissues_it_on_a_registered_model(tiny: Strata,
                                                                tmp_path: Path) -> None:
     digest = import_a1111(tiny, tmp_path)
