@@ -21,7 +21,7 @@ from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequ
 from strata.core.ledger.events import Payload, RecordedEvent, explain, registry
 from strata.core.projections.base import Batch, Projection, upsert
 from strata.core.runtime.executor import Executor, JobContext
-from strata.core.storage.schema import SelectionRow
+from strata.core.storage.schema import SelectionRow, SelectionScoreRow
 
 if TYPE_CHECKING:
     from strata.core.service import Strata
@@ -155,10 +155,11 @@ def phash_of(image: object) -> str:
 
 class SelectionScoresProjection(Projection):
     """Every candidate's latest automatic score, cluster and rank, beside the human
-    decisions in the same rows (each projection guards its own position column)."""
+    decisions in the same rows (each projection guards its own position column); and
+    every selection that ever scored an asset (`strata provenance` reads just those)."""
 
     name = "selection-scores"
-    models = (SelectionRow,)
+    models = (SelectionRow, SelectionScoreRow)
     handles = (SelectionCompleted,)
 
     def apply(
@@ -166,6 +167,10 @@ class SelectionScoresProjection(Projection):
     ) -> None:
         if not isinstance(payload, SelectionCompleted):
             return
+        for digest in payload.scored:
+            batch.insert_or_ignore(SelectionScoreRow, {
+                "digest": digest, "position": event.position, "stream": event.stream,
+            }, keys=("digest", "position"))
         rows = [{"digest": digest, "quality": facts.score, "cluster": facts.cluster,
                  "rank": facts.rank, "scored_position": event.position, "updated_position": 0}
                 for digest, facts in payload.scored.items()]

@@ -14,8 +14,10 @@ automatic selections that scored it (with the candidates that lost and their sco
 branch moves and rollbacks whose head was one of them.
 
 Everything is read with a handful of queries (the lineage CTE, the asset rows, the
-events of the ancestry's asset and job streams, branch and selection events), never one
-query per ancestor, and as the log stood at `as_of` when it is given.
+selections that scored an ancestor and the branch moves to or from one, found in their
+projection tables; then the events of the ancestry's asset and job streams, of those
+selection jobs and of those branches), never one query per ancestor nor a scan of every
+selection or branch event in the log, and as the log stood at `as_of` when it is given.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Column, Connection, or_, select
 
+from strata.core.decisions.branches import stream as branch_stream
 from strata.core.errors import EventNotFound
 from strata.core.layers.selection import SelectionCompleted
 from strata.core.ledger.event_types import (
@@ -43,12 +46,12 @@ from strata.core.ledger.event_types import (
     JobStarted,
     ProducedAsset,
 )
-from strata.core.ledger.events import Payload, RecordedEvent, registry
+from strata.core.ledger.events import Payload, RecordedEvent
 from strata.core.projections.base import table
 from strata.core.projections.lineage import roots, walk
 from strata.core.runtime.jobs import stream as job_stream
 from strata.core.service import Strata, asset_stream
-from strata.core.storage.schema import AssetRow
+from strata.core.storage.schema import AssetRow, BranchMoveRow, SelectionScoreRow
 
 FORMAT = "strata-provenance"
 FORMAT_VERSION = 1
@@ -173,6 +176,10 @@ def provenance(strata: Strata, asset_ref: str, as_of: int | None = None) -> Prov
         found_roots = roots(conn, digest)
         digests = {digest} | {e.input_digest for e in edges}
         rows = _asset_rows(conn, digests)
+        scores, branch_moves = table(SelectionScoreRow), table(BranchMoveRow)
+        scoring = _positions_of(conn, [scores.c.digest], scores.c.stream, digests)
+        moves = _positions_of(conn, [branch_moves.c.head, branch_moves.c.previous_head],
+                              branch_moves.c.branch, digests)
     log_position = as_of if as_of is not None else strata.ledger.head_position()
     job_ids = sorted({r["job_id"] for r in rows.values() if r["job_id"]})
     events = _read_streams(strata, [asset_stream(d) for d in sorted(digests)]
@@ -195,8 +202,8 @@ def provenance(strata: Strata, asset_ref: str, as_of: int | None = None) -> Prov
                                 if row["job_id"] else [])
 
     decisions = [*_asset_decisions(events, digests),
-                 *_selections(strata, digests, log_position),
-                 *_branch_moves(strata, digests, log_position)]
+                 *_selections(strata, digests, scoring, log_position),
+                 *_branch_moves(strata, digests, moves, log_position)]
     decisions.sort(key=lambda d: d.position)
     nodes = [AssetNode(digest=r["digest"], media_type=r["media_type"], size=r["size"],
                        width=r["width"], height=r["height"], duration=r["duration"],
@@ -223,12 +230,27 @@ def _asset_rows(conn: Connection, digests: set[str]) -> dict[str, dict[str, Any]
     return rows
 
 
+def _positions_of(conn: Connection, named: Sequence[Column[Any]], owner: Column[Any],
+                  digests: set[str]) -> dict[int, str]:
+    """The log positions of the rows whose `named` columns hold one of `digests`, each with
+    its `owner` column: a selection score's job stream, a branch move's branch."""
+    position = owner.table.c.position
+    ordered = sorted(digests)
+    found: dict[int, str] = {}
+    for start in range(0, len(ordered), _CHUNK):
+        chunk = ordered[start:start + _CHUNK]
+        query = select(position, owner).where(or_(*(c.in_(chunk) for c in named)))
+        found.update((row[0], row[1]) for row in conn.execute(query))
+    return found
+
+
 def _read_streams(strata: Strata, streams: Sequence[str], to_position: int,
-                  types: Sequence[str] | None = None) -> list[RecordedEvent]:
+                  types: Sequence[str] | None = None, from_position: int = 1
+                  ) -> list[RecordedEvent]:
     events: list[RecordedEvent] = []
     for start in range(0, len(streams), _CHUNK):
         events += strata.ledger.read_all(streams=streams[start:start + _CHUNK], types=types,
-                                         to_position=to_position)
+                                         from_position=from_position, to_position=to_position)
     events.sort(key=lambda e: e.position)
     return events
 
@@ -343,20 +365,20 @@ def _asset_decisions(events: Iterable[RecordedEvent], digests: set[str]
     return found
 
 
-def _selections(strata: Strata, digests: set[str], to_position: int) -> list[DecisionRecord]:
-    """Automatic selections that scored an asset of the ancestry, with every candidate
-    (those that lost too), its score and whether it was kept."""
-    event_type, _ = registry.name_of(SelectionCompleted)
+def _selections(strata: Strata, digests: set[str], scoring: dict[int, str],
+                to_position: int) -> list[DecisionRecord]:
+    """Automatic selections that scored an asset of the ancestry (`scoring`: their
+    positions and job streams), with every candidate (those that lost too), its score and
+    whether it was kept."""
     found = []
-    scoring = [e for e in strata.ledger.read_all(types=[event_type], to_position=to_position)
-               if isinstance(e.payload, SelectionCompleted)
-               and digests.intersection(e.payload.scored)]
-    requests = {e.stream: e for e in _read_streams(strata, sorted({e.stream for e in scoring}),
-                                                   to_position)
-                if isinstance(e.payload, JobRequest)}
-    for event in scoring:
+    jobs = _read_streams(strata, sorted(set(scoring.values())), to_position)
+    requests = {e.stream: e for e in jobs if isinstance(e.payload, JobRequest)}
+    for event in jobs:
+        if event.position not in scoring:
+            continue
         payload = event.payload
-        assert isinstance(payload, SelectionCompleted)
+        if not isinstance(payload, SelectionCompleted):
+            continue
         chosen = set(payload.chosen)
         candidates = [{"digest": d, **scored.model_dump(mode="json"), "kept": d in chosen,
                        "in_ancestry": d in digests}
@@ -375,12 +397,23 @@ def _selections(strata: Strata, digests: set[str], to_position: int) -> list[Dec
     return found
 
 
-def _branch_moves(strata: Strata, digests: set[str], to_position: int
-                  ) -> list[DecisionRecord]:
+def _branch_moves(strata: Strata, digests: set[str], moves: dict[int, str],
+                  to_position: int) -> list[DecisionRecord]:
     """Branch creations, advances and rollbacks whose head (or previous head) is in the
-    ancestry; a rollback away from an asset is how it stopped being the head."""
+    ancestry (`moves`: their positions and branches); a rollback away from an asset is
+    how it stopped being the head."""
+    positions = [p for p in moves if p <= to_position]
+    if not positions:
+        return []
+    events = [e for e in _read_streams(strata, sorted({branch_stream(b) for b in moves.values()}),
+                                       max(positions), BRANCH_TYPES, min(positions))
+              if e.position in moves]
+    # A branch event is on its branch's stream unless someone appended it elsewhere: such
+    # an event is read at its own position.
+    for missing in sorted(set(positions) - {e.position for e in events}):
+        events += strata.ledger.read_all(from_position=missing, to_position=missing)
     found = []
-    for event in strata.ledger.read_all(types=list(BRANCH_TYPES), to_position=to_position):
+    for event in sorted(events, key=lambda e: e.position):
         payload = event.payload
         if not isinstance(payload, BranchCreated | BranchAdvanced | BranchRolledBack):
             continue

@@ -128,8 +128,9 @@ class BranchMoveRow(SQLModel, table=True):
     branch: str = Field(primary_key=True, max_length=200)
     position: int = Field(primary_key=True, sa_type=BigInteger)
     action: str = Field(max_length=20)  # created, advanced, rolled_back
-    head: str | None = Field(default=None, max_length=71)
-    previous_head: str | None = Field(default=None, max_length=71)
+    # Indexed both ways: provenance looks up the moves to and away from its assets.
+    head: str | None = Field(default=None, index=True, max_length=71)
+    previous_head: str | None = Field(default=None, index=True, max_length=71)
     reason: str | None = Field(default=None, sa_column=Column(Text))
     recorded_at: str = Field(max_length=40)
 
@@ -148,6 +149,18 @@ class SelectionRow(SQLModel, table=True):
     # overwrites what an older event of its own wrote.
     updated_position: int = Field(default=0, sa_type=BigInteger)
     scored_position: int = Field(default=0, sa_type=BigInteger)
+
+
+class SelectionScoreRow(SQLModel, table=True):
+    """Which automatic selection scored which asset: one row per asset and
+    `selection.completed` event, never changed, so the selections that scored an asset
+    are found without reading every selection in the log."""
+
+    __tablename__ = "selection_scores"
+
+    digest: str = Field(primary_key=True, max_length=71)
+    position: int = Field(primary_key=True, sa_type=BigInteger)
+    stream: str = Field(max_length=200)  # the job's stream, where its request is too
 
 
 class ReviewRow(SQLModel, table=True):
@@ -200,6 +213,7 @@ PROJECTION_TABLES = (
     BranchRow,
     BranchMoveRow,
     SelectionRow,
+    SelectionScoreRow,
     ReviewRow,
     FinalRow,
     ModelRow,
