@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Column, Connection, or_, select
 
 from strata.core.decisions.branches import stream as branch_stream
-from strata.core.errors import EventNotFound
+from strata.core.errors import EventNotFound, UnknownEventType
 from strata.core.layers.selection import SelectionCompleted
 from strata.core.ledger.event_types import (
     AssetDerived,
@@ -46,7 +47,7 @@ from strata.core.ledger.event_types import (
     JobStarted,
     ProducedAsset,
 )
-from strata.core.ledger.events import Payload, RecordedEvent
+from strata.core.ledger.events import Payload, RecordedEvent, UnknownPayload, registry
 from strata.core.projections.base import table
 from strata.core.projections.lineage import roots, walk
 from strata.core.runtime.jobs import stream as job_stream
@@ -167,6 +168,20 @@ class Provenance:
         return next(s for s in self.steps if s.id == step_id)
 
 
+class _Payloads:
+    """Each event's payload, decoded once: `RecordedEvent.payload` validates the data again
+    on every access, and a step or decision looks at its events several times."""
+
+    def __init__(self) -> None:
+        self.decoded: dict[str, Payload | UnknownPayload] = {}
+
+    def __call__(self, event: RecordedEvent) -> Payload | UnknownPayload:
+        found = self.decoded.get(event.event_id)
+        if found is None:
+            found = self.decoded[event.event_id] = event.payload
+        return found
+
+
 def provenance(strata: Strata, asset_ref: str, as_of: int | None = None) -> Provenance:
     """The ancestry of an asset, with every step that made it and every decision on the
     way, as the log stands (or stood at position `as_of`)."""
@@ -185,6 +200,7 @@ def provenance(strata: Strata, asset_ref: str, as_of: int | None = None) -> Prov
     events = _read_streams(strata, [asset_stream(d) for d in sorted(digests)]
                            + [job_stream(j) for j in job_ids], log_position)
     by_id = {e.event_id: e for e in events}
+    payload_of = _Payloads()
     by_stream: dict[str, list[RecordedEvent]] = {}
     for event in events:
         by_stream.setdefault(event.stream, []).append(event)
@@ -197,13 +213,13 @@ def provenance(strata: Strata, asset_ref: str, as_of: int | None = None) -> Prov
         created = by_id.get(event_id) or strata.ledger.get(event_id)
         if created is None:  # the projections name it; the log cannot have lost it
             raise EventNotFound(f"the event that recorded {row['digest']} is not in the log")
-        steps[event_id] = _step(created, digests,
+        steps[event_id] = _step(created, payload_of, digests,
                                 by_stream.get(job_stream(row["job_id"]), [])
                                 if row["job_id"] else [])
 
-    decisions = [*_asset_decisions(events, digests),
-                 *_selections(strata, digests, scoring, log_position),
-                 *_branch_moves(strata, digests, moves, log_position)]
+    decisions = [*_asset_decisions(events, payload_of, digests),
+                 *_selections(strata, payload_of, digests, scoring, log_position),
+                 *_branch_moves(strata, payload_of, digests, moves, log_position)]
     decisions.sort(key=lambda d: d.position)
     nodes = [AssetNode(digest=r["digest"], media_type=r["media_type"], size=r["size"],
                        width=r["width"], height=r["height"], duration=r["duration"],
@@ -255,9 +271,10 @@ def _read_streams(strata: Strata, streams: Sequence[str], to_position: int,
     return events
 
 
-def _step(created: RecordedEvent, digests: set[str], job: list[RecordedEvent]) -> Step:
+def _step(created: RecordedEvent, payload_of: _Payloads, digests: set[str],
+          job: list[RecordedEvent]) -> Step:
     """One step of the ancestry from the event that made its outputs (and its job)."""
-    payload = created.payload
+    payload = payload_of(created)
     common = dict(id=created.event_id, position=created.position, time=created.recorded_at,
                   actor=created.meta.get("actor"), host=created.meta.get("host"))
     if isinstance(payload, AssetImported):
@@ -279,13 +296,13 @@ def _step(created: RecordedEvent, digests: set[str], job: list[RecordedEvent]) -
         raise EventNotFound(f"event {created.event_id} ({created.type}) made an asset, but "
                             "this version of Strata cannot read it (a layer not loaded here?)")
     request_event = job[0] if job else None
-    request = request_event.payload if request_event is not None else None
+    request = payload_of(request_event) if request_event is not None else None
     parameters = request.parameters() if isinstance(request, JobRequest) else {}
     facts = payload.facts()
     model = facts.get("model")
     executor = created.meta.get("executor")
     name, _, version = executor.rpartition("/") if isinstance(executor, str) else ("", "", "")
-    attempts = _attempts(job)
+    attempts = _attempts(job, payload_of)
     started = next((a.started_at for a in reversed(attempts) if a.outcome == "completed"),
                    None)
     outputs = [o for o in payload.outputs if o.asset.digest in digests]
@@ -320,11 +337,11 @@ def _output(output: ProducedAsset, step_parameters: dict[str, Any],
     )
 
 
-def _attempts(job: Iterable[RecordedEvent]) -> list[Attempt]:
+def _attempts(job: Iterable[RecordedEvent], payload_of: _Payloads) -> list[Attempt]:
     """Every attempt of a job and how it ended, from its stream."""
     attempts: list[dict[str, Any]] = []
     for event in job:
-        payload = event.payload
+        payload = payload_of(event)
         if isinstance(payload, JobStarted):
             if attempts and attempts[-1]["outcome"] == "unfinished":
                 attempts[-1]["outcome"] = "abandoned"  # taken over after its lease ran out
@@ -343,40 +360,51 @@ def _attempts(job: Iterable[RecordedEvent]) -> list[Attempt]:
     return [Attempt(**a) for a in attempts]
 
 
-def _decision(event: RecordedEvent, assets: list[str], note: str | None,
+def _decision(event: RecordedEvent, payload: Payload, assets: list[str], note: str | None,
               details: dict[str, Any]) -> DecisionRecord:
-    payload = event.payload
     return DecisionRecord(type=event.type, event_id=event.event_id, position=event.position,
                           time=event.recorded_at, actor=event.meta.get("actor"),
-                          assets=assets, note=note, details=details,
-                          summary=payload.summary() if isinstance(payload, Payload)
-                          else event.type)
+                          assets=assets, note=note, details=details, summary=payload.summary())
 
 
-def _asset_decisions(events: Iterable[RecordedEvent], digests: set[str]
-                     ) -> list[DecisionRecord]:
+def _asset_decisions(events: Iterable[RecordedEvent], payload_of: _Payloads,
+                     digests: set[str]) -> list[DecisionRecord]:
     """Picks, rejections, ratings, reviews, finals: every `Decision` on the ancestry."""
+    types = _decision_types()
     found = []
     for event in events:
-        payload = event.payload
+        if event.type not in types:  # most events of an asset's stream: no need to decode
+            continue
+        payload = payload_of(event)
         if isinstance(payload, Decision) and payload.digest in digests:
             details = payload.model_dump(mode="json", exclude={"digest", "note"})
-            found.append(_decision(event, [payload.digest], payload.note, details))
+            found.append(_decision(event, payload, [payload.digest], payload.note, details))
     return found
 
 
-def _selections(strata: Strata, digests: set[str], scoring: dict[int, str],
-                to_position: int) -> list[DecisionRecord]:
+def _decision_types() -> set[str]:
+    """The registered event types whose payloads are `Decision`s, a layer's own too."""
+    types, models = set(), [Decision]
+    while models:
+        model = models.pop()
+        models += model.__subclasses__()
+        with suppress(UnknownEventType):  # an abstract base, not an event of its own
+            types.add(registry.name_of(model)[0])
+    return types
+
+
+def _selections(strata: Strata, payload_of: _Payloads, digests: set[str],
+                scoring: dict[int, str], to_position: int) -> list[DecisionRecord]:
     """Automatic selections that scored an asset of the ancestry (`scoring`: their
     positions and job streams), with every candidate (those that lost too), its score and
     whether it was kept."""
     found = []
     jobs = _read_streams(strata, sorted(set(scoring.values())), to_position)
-    requests = {e.stream: e for e in jobs if isinstance(e.payload, JobRequest)}
+    requests = {e.stream: e for e in jobs if isinstance(payload_of(e), JobRequest)}
     for event in jobs:
         if event.position not in scoring:
             continue
-        payload = event.payload
+        payload = payload_of(event)
         if not isinstance(payload, SelectionCompleted):
             continue
         chosen = set(payload.chosen)
@@ -385,7 +413,7 @@ def _selections(strata: Strata, digests: set[str], scoring: dict[int, str],
                       for d, scored in sorted(payload.scored.items(),
                                               key=lambda item: -item[1].score)]
         request = requests.get(event.stream)
-        record = _decision(event, sorted(digests.intersection(payload.scored)), None, {
+        record = _decision(event, payload, sorted(digests.intersection(payload.scored)), None, {
             "job_id": payload.job_id, "chosen": payload.chosen,
             "dedupe_distance": payload.dedupe_distance, "top": payload.top,
             "candidates": candidates,
@@ -397,8 +425,8 @@ def _selections(strata: Strata, digests: set[str], scoring: dict[int, str],
     return found
 
 
-def _branch_moves(strata: Strata, digests: set[str], moves: dict[int, str],
-                  to_position: int) -> list[DecisionRecord]:
+def _branch_moves(strata: Strata, payload_of: _Payloads, digests: set[str],
+                  moves: dict[int, str], to_position: int) -> list[DecisionRecord]:
     """Branch creations, advances and rollbacks whose head (or previous head) is in the
     ancestry (`moves`: their positions and branches); a rollback away from an asset is
     how it stopped being the head."""
@@ -414,7 +442,7 @@ def _branch_moves(strata: Strata, digests: set[str], moves: dict[int, str],
         events += strata.ledger.read_all(from_position=missing, to_position=missing)
     found = []
     for event in sorted(events, key=lambda e: e.position):
-        payload = event.payload
+        payload = payload_of(event)
         if not isinstance(payload, BranchCreated | BranchAdvanced | BranchRolledBack):
             continue
         previous = None if isinstance(payload, BranchCreated) else payload.previous_head
@@ -423,5 +451,5 @@ def _branch_moves(strata: Strata, digests: set[str], moves: dict[int, str],
             continue
         details = payload.model_dump(mode="json", exclude={"reason"})
         note = payload.reason if isinstance(payload, BranchRolledBack) else None
-        found.append(_decision(event, sorted(set(involved)), note, details))
+        found.append(_decision(event, payload, sorted(set(involved)), note, details))
     return found
