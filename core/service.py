@@ -26,6 +26,7 @@ from strata.core.errors import (
     JobNotFound,
     NotFound,
 )
+from strata.core.interop.chunks import SIDECAR_SUFFIX
 from strata.core.interop.embedded import read_embedded
 from strata.core.ledger.event_types import (
     ROLES,
@@ -161,7 +162,9 @@ class Strata:
         `asset.imported`, or `asset.derived` from `parents` (asset reference, role). A
         refused file, or a derivation that would make an asset its own ancestor, records
         nothing. An imported file's generation metadata (A1111, ComfyUI, InvokeAI, …) is
-        recorded with it as `embedded`: reconstructed from the file, not verified.
+        recorded with it as `embedded`: reconstructed from the file, not verified; a
+        Strata export's step and original digest (from the file, or for video and audio
+        its `<file>.strata.json` sidecar), and a C2PA manifest store with its validation.
         """
         for _, role in parents:
             if role not in ROLES:
@@ -179,9 +182,12 @@ class Strata:
             if inputs:
                 self._refuse_cycles([each.info.digest for each in staged], inputs)
             # Read from the staged copy, not the user's path: what is parsed is what is
-            # stored. It never refuses a file; a derivation has no place for it.
-            embedded = [None if inputs else read_embedded(each.temporary, each.info.media_type)
-                        for each in staged]
+            # stored (an export's sidecar, beside the user's path, must name its digest).
+            # It never refuses a file; a derivation has no place for it.
+            embedded = [None if inputs else read_embedded(
+                each.temporary, each.info.media_type, each.info.digest,
+                sidecar=path.with_name(path.name + SIDECAR_SUFFIX))
+                for path, each in zip(paths, staged, strict=True)]
             stored = [(path, self.blobs.publish(each)) for path, each in zip(paths, staged,
                                                                                 strict=True)]
         by_stream: dict[str, list[Payload]] = {}

@@ -3,7 +3,13 @@
 PNG text chunks (tEXt, zTXt, iTXt) are walked by hand rather than through Pillow, which
 would read a chunk whole: a chunk over the bound is read only up to it and kept
 truncated, and the rest of it is skipped. JPEG and WebP carry the same text in EXIF
-(UserComment, in the Exif IFD or, as Fooocus writes it, in IFD0), read with Pillow.
+(UserComment, in the Exif IFD or, as Fooocus writes it, in IFD0), read with Pillow, and
+Strata's own exports the provenance JSON in XMP (`strata:provenance`), found as the
+`strata` text. `carries_c2pa` tells, from the bytes alone, whether a file holds a C2PA
+manifest store, so that c2pa-python is loaded only for the files that do.
+
+The names an export writes (`strata` chunk, XMP namespace, video sidecar) are defined
+here, where imports read them; core.interop.export writes the same.
 """
 
 from __future__ import annotations
@@ -12,9 +18,17 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 # Per chunk; a ComfyUI workflow of a few hundred nodes is well below it.
 MAX_CHUNK_BYTES = 1024 * 1024
+STRATA_KEY = "strata"  # the provenance JSON of a Strata export
+XMP_NAMESPACE = "https://strata.invalid/ns/export/1.0/"
+SIDECAR_SUFFIX = ".strata.json"  # beside an exported video or audio file
+SIDECAR_FORMAT = "strata-export"
+# A JUMBF description box ("jumd") whose type is the C2PA manifest store's UUID, which
+# begins with the bytes "c2pa": what every container's C2PA manifest store starts with.
+C2PA_MARK = b"jumdc2pa"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # The chunk names the parsers read, and those kept raw beside them; others are ignored.
 KNOWN = frozenset({
@@ -22,6 +36,7 @@ KNOWN = frozenset({
     "prompt", "workflow",  # ComfyUI
     "invokeai_metadata", "invokeai_graph", "invokeai_workflow",  # InvokeAI
     "Comment", "Software", "Source", "Description", "Title", "Generation time",  # NovelAI
+    STRATA_KEY,  # Strata's own exports
 })
 USER_COMMENT, MAKER_NOTE, SOFTWARE, EXIF_IFD = 0x9286, 0x927C, 0x0131, 0x8769
 # Character codes that open an EXIF UserComment (EXIF 2.3, table 9).
@@ -105,8 +120,17 @@ def _exif(path: Path, limit: int) -> TextChunks:
         comment = exif.get_ifd(EXIF_IFD).get(USER_COMMENT, exif.get(USER_COMMENT))
         # Fooocus names its scheme in MakerNote and itself in Software.
         scheme, software = exif.get(MAKER_NOTE), exif.get(SOFTWARE)
+        xmp = image.info.get("xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    strata = None
+    if isinstance(xmp, bytes):
+        if len(xmp) <= limit:
+            strata = _xmp_provenance(xmp)
+        elif XMP_NAMESPACE.encode() in xmp:  # Strata's, too large to parse: say so
+            found.texts[STRATA_KEY], found.truncated[STRATA_KEY] = "", len(xmp)
     for name, value in (("parameters", comment), ("fooocus_scheme", scheme),
-                        ("Software", software)):
+                        ("Software", software), (STRATA_KEY, strata)):
         text = _user_comment(value) if isinstance(value, bytes) else value
         if isinstance(text, str) and text.strip("\x00 "):
             text = text.rstrip("\x00")
@@ -114,6 +138,34 @@ def _exif(path: Path, limit: int) -> TextChunks:
             if len(text) > limit:
                 found.truncated[name] = len(text)
     return found
+
+
+def _xmp_provenance(xmp: bytes) -> str | None:
+    """The `strata:provenance` text of an XMP packet (an element, or an attribute as some
+    editors rewrite XMP), else None. Expat refuses entity expansion bombs, and
+    ElementTree resolves no external entities."""
+    try:
+        root = ElementTree.fromstring(xmp)
+    except (ElementTree.ParseError, ValueError):
+        return None  # broken XMP hides no Strata provenance; the EXIF text is still read
+    name = f"{{{XMP_NAMESPACE}}}provenance"
+    for element in root.iter():
+        found = element.text if element.tag == name else element.attrib.get(name)
+        if found:
+            return found
+    return None
+
+
+def carries_c2pa(path: Path, block: int = MAX_CHUNK_BYTES) -> bool:
+    """Whether the file holds a C2PA manifest store, from its bytes: read in blocks that
+    overlap by the mark's length, so a mark across two blocks is found."""
+    tail = b""
+    with path.open("rb") as file:
+        while data := file.read(block):
+            if C2PA_MARK in tail + data:
+                return True
+            tail = data[-(len(C2PA_MARK) - 1):]
+    return False
 
 
 def _user_comment(value: bytes) -> str:

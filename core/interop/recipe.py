@@ -6,6 +6,11 @@ fix…), with what the file said of each. The parsers hand over values as the fi
 them; a value that is not what its field needs (a seed of "abc", a NaN scale) is dropped
 here rather than failing the whole recipe. Nothing of it is verified: Strata did not run
 these steps and cannot know that the file tells the truth.
+
+A Strata export (format `strata`) needs no reconstruction: it carries the step that made
+the asset in the store it was exported from, kept whole, with that asset's digest. That
+store's word is taken for it, not checked here. A file with a C2PA manifest keeps what
+c2pa-python's Reader said of it (`ContentCredentials`).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 RECONSTRUCTED: Final = "reconstructed from the file, not verified"
+FROM_ANOTHER_STORE: Final = "recorded by another Strata store, not verified here"
 Scalar = str | int | float | bool | None
 
 _INTEGERS = ("seed", "steps", "width", "height")
@@ -165,20 +171,44 @@ class Parsed:
     tool: str | None
     tool_version: str | None
     passes: list[Pass] = field(default_factory=list)
+    original_digest: str | None = None  # a Strata export's: see EmbeddedRecipe
+    step: dict[str, Any] | None = None
+
+
+class ContentCredentials(_Model):
+    """A file's C2PA manifest store and its validation state, as c2pa-python's Reader
+    reported them at import, with no trust anchor (`Valid`: the signatures and bindings
+    hold; `Trusted` needs the signer's authority anchored; `Invalid`)."""
+
+    checked: bool  # False: c2pa-python could not look at it (not installed, a media type
+    state: str | None = None  # it cannot read); `error` says why
+    active_manifest: str | None = None
+    failures: list[dict[str, Any]] = Field(default_factory=list)  # the first MAX_FAILURES
+    manifest_store: dict[str, Any] | None = None  # as the Reader reports it, when in bound
+    manifest_store_size: int | None = None  # characters of its JSON
+    manifest_store_truncated: str | None = None  # its JSON's beginning, when over the bound
+    error: str | None = None
 
 
 class EmbeddedRecipe(_Model):
     """What an imported file said about how it was made, as `asset.imported` records it."""
 
-    note: Literal["reconstructed from the file, not verified"] = RECONSTRUCTED
+    note: Literal["reconstructed from the file, not verified",
+                  "recorded by another Strata store, not verified here"] = RECONSTRUCTED
     verified: Literal[False] = False
-    format: str  # a1111, comfyui, invokeai, fooocus, swarmui, novelai
+    format: str  # a1111, comfyui, invokeai, fooocus, swarmui, novelai, strata; c2pa: only
     tool: str | None = None
     tool_version: str | None = None
     passes: list[Pass] = Field(default_factory=list)
     raw: dict[str, str] = Field(default_factory=dict)  # chunk name → its text, verbatim
     truncated: dict[str, int] = Field(default_factory=dict)  # chunk name → declared size
     error: str | None = None  # why the metadata could not be (fully) read
+    # A Strata export: the asset it was exported from (its digest differs from the file's
+    # when the export added metadata) and the step that made it there, as that store's
+    # provenance JSON gives it (docs/provenance.schema.json), with that asset's output only.
+    original_digest: str | None = None
+    step: dict[str, Any] | None = None
+    content_credentials: ContentCredentials | None = None
 
     def record(self) -> dict[str, Any]:
         """The recipe as the event's `embedded` field."""
@@ -206,6 +236,31 @@ class EmbeddedRecipe(_Model):
         if len(self.passes) > 1:
             flat["passes"] = {str(n): p.parameters()
                               for n, p in enumerate(self.passes[1:], start=2)}
-        flat.update(metadata_error=self.error, raw_metadata=self.raw,
-                    raw_truncated=self.truncated)
-        return {k: v for k, v in flat.items() if v not in (None, {}, [])}
+        if self.content_credentials is not None:  # what the Reader said; the store: --json
+            flat["content_credentials"] = self.content_credentials.model_dump(
+                exclude={"manifest_store", "manifest_store_truncated"}, exclude_none=True)
+        flat.update(original_digest=self.original_digest, metadata_error=self.error,
+                    raw_metadata=self.raw, raw_truncated=self.truncated)
+        kept = {k: v for k, v in flat.items() if v not in (None, {}, [])}
+        # Another store's recipe as it gave it (an empty list of inputs included); what this
+        # store says of it (its note, format, evidence) wins over the same names there.
+        return {**original_recipe(self.step), **kept} if self.step is not None else kept
+
+
+def original_recipe(step: dict[str, Any]) -> dict[str, Any]:
+    """The recipe of an exported asset as its own store's `strata recipe` gives it, from
+    the step of its provenance: the request's parameters and this output's own (its
+    seed), what the completion recorded, the inputs with their roles, who and when. The
+    layer that made it is `original_layer`: here the asset was imported."""
+    outputs = step.get("outputs")
+    output = outputs[0] if isinstance(outputs, list) and outputs else {}
+    own = output.get("parameters") if isinstance(output, dict) else None
+    parameters, facts = step.get("parameters"), step.get("facts")
+    return {
+        **(parameters if isinstance(parameters, dict) else {}),
+        **(facts if isinstance(facts, dict) else {}),
+        "operation": step.get("operation"), **(own if isinstance(own, dict) else {}),
+        "inputs": output.get("inputs") if isinstance(output, dict) else None,
+        "actor": step.get("actor"), "host": step.get("host"), "made_at": step.get("time"),
+        "job_id": step.get("job_id"), "original_layer": step.get("layer"),
+    }
