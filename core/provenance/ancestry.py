@@ -161,11 +161,33 @@ class Provenance:
     decisions: list[DecisionRecord]
 
     def to_json(self) -> dict[str, Any]:
-        """The documented JSON shape (docs/provenance.schema.json)."""
-        return {"format": FORMAT, "version": FORMAT_VERSION, **dataclasses.asdict(self)}
+        """The documented JSON shape (docs/provenance.schema.json), for serializing at
+        once: its dicts of parameters, facts and details are this object's own."""
+        return {"format": FORMAT, "version": FORMAT_VERSION, **_plain(self)}
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses, alone or in lists, as dicts of their fields; anything else as it is.
+    (`dataclasses.asdict` deep-copies every dict too: most of the time of a large ancestry.)"""
+    if isinstance(value, list):
+        return ([_plain(v) for v in value] if value and _field_names(type(value[0])) is not None
+                else value)
+    names = _field_names(type(value))
+    return value if names is None else {n: _plain(getattr(value, n)) for n in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The fields of a dataclass, None for any other type (looked up once per type)."""
+    if kind not in _FIELD_NAMES:
+        _FIELD_NAMES[kind] = (tuple(f.name for f in dataclasses.fields(kind))
+                              if dataclasses.is_dataclass(kind) else None)
+    return _FIELD_NAMES[kind]
 
 
 class _Payloads:
