@@ -41,6 +41,7 @@ from pydantic import Field
 from strata.core.config import strata_version
 from strata.core.errors import EventNotFound, InvalidInput
 from strata.core.interop import c2pa_credentials
+from strata.core.interop.chunks import SIDECAR_FORMAT, SIDECAR_SUFFIX, STRATA_KEY, XMP_NAMESPACE
 from strata.core.ledger.event_types import DIGEST_PATTERN, Digest, short
 from strata.core.ledger.events import Payload, registry
 from strata.core.projections import views
@@ -48,15 +49,13 @@ from strata.core.provenance.ancestry import Provenance, provenance
 from strata.core.service import Strata, asset_stream
 from strata.core.storage.files import fsync_dir
 
+# The names an export writes (STRATA_KEY, XMP_NAMESPACE, SIDECAR_*) are defined beside the
+# reader that brings them back (chunks.py).
 FORMATS = ("png", "jpeg", "webp")
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
 SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 STILL_IMAGES = frozenset(MEDIA_TYPES.values())
 PARAMETERS_KEY = "parameters"  # AUTOMATIC1111's PNG chunk
-STRATA_KEY = "strata"  # the provenance JSON
-SIDECAR_SUFFIX = ".strata.json"
-SIDECAR_FORMAT = "strata-export"
-XMP_NAMESPACE = "https://strata.invalid/ns/export/1.0/"
 USER_COMMENT = 0x9286  # EXIF UserComment, in the Exif IFD
 EXIF_IFD = 0x8769
 JPEG_SEGMENT = 65_000  # what one JPEG APP1 segment holds, less its headers
