@@ -228,13 +228,24 @@ def write_new(path: Path, text: str, mode: int) -> None:
 def init_keys(home: Path, origin: str | None = None) -> Verifier:
     """Make the store's key pair, named `origin` (default: a new unique name), and its
     Content Credentials certificate; refuse to replace an existing key, whose checkpoints
-    (and signed exports) would then no longer verify."""
+    (and signed exports) would then no longer verify. A store whose key predates Content
+    Credentials gets only the certificate, under the key's name."""
     # Lazily: the Content Credentials module reads provenance, which sits above the keys.
     from strata.core.interop.c2pa_credentials import credential_paths, make_credentials
 
-    name = check_name(origin) if origin else default_origin()
     private, public = key_paths(home)
-    for path in (private, public, *credential_paths(home)):
+    credentials = credential_paths(home)
+    if private.exists() and not any(path.exists() for path in credentials):
+        # A key made before Content Credentials: add them under its name, keep the key.
+        signer = load_signer(home)
+        if origin and check_name(origin) != signer.name:
+            raise InvalidInput(f"this store's key is named {signer.name!r}, not {origin!r}; "
+                               "the certificate takes the key's name")
+        make_credentials(home, signer.name)
+        fsync_dir(home)
+        return signer.verifier
+    name = check_name(origin) if origin else default_origin()
+    for path in (private, public, *credentials):
         if path.exists():
             raise InvalidInput(f"{path} exists: this store already has a key; checkpoints "
                                "signed with it would no longer verify if it were replaced")

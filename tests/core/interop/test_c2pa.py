@@ -21,7 +21,7 @@ from strata.core.errors import InvalidInput
 from strata.core.interop import c2pa_credentials
 from strata.core.interop.export import export
 from strata.core.layers import build_executors, compositing, enhancement
-from strata.core.provenance.keys import init_keys
+from strata.core.provenance.keys import init_keys, key_paths
 from strata.core.runtime import jobs
 from strata.core.runtime.worker import Worker
 from strata.core.service import Strata
@@ -78,6 +78,25 @@ def test_keys_init_makes_a_local_ca_and_an_es256_signing_certificate(tmp_path: P
     with pytest.raises(InvalidInput, match="already has a key"):
         init_keys(tmp_path)
     assert x509.load_pem_x509_certificate(ca_path.read_bytes()) == ca  # untouched
+
+
+def test_a_key_made_before_content_credentials_gets_only_the_certificate(
+    tmp_path: Path,
+) -> None:
+    verifier = init_keys(tmp_path, "strata.example/old")
+    private, public = key_paths(tmp_path)
+    key_before = private.read_bytes()
+    for path in c2pa_credentials.credential_paths(tmp_path):
+        path.unlink()  # as a store keyed before this version has it
+    with pytest.raises(InvalidInput, match=r"named 'strata\.example/old', not"):
+        init_keys(tmp_path, "strata.example/other")
+    assert init_keys(tmp_path) == verifier  # the key stays; checkpoints still verify
+    assert private.read_bytes() == key_before and public.exists()
+    _, chain_path, _ = c2pa_credentials.credential_paths(tmp_path)
+    leaf, _ = x509.load_pem_x509_certificates(chain_path.read_bytes())
+    assert "strata.example/old" in leaf.subject.rfc4514_string()
+    with pytest.raises(InvalidInput, match="already has a key"):
+        init_keys(tmp_path)
 
 
 def test_a_signed_generation_is_valid_and_trusted_with_the_local_ca(tiny: Strata,
