@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from strata.core import layers
 from strata.core.errors import InvalidInput
@@ -45,10 +45,13 @@ from strata.core.ledger.event_types import (
     ProducedAsset,
     short,
 )
-from strata.core.ledger.events import explain, is_recorded, registry
+from strata.core.ledger.events import explain, registry
 from strata.core.models.diffusion import (
+    DeviceName,
     DiffusionCompleted,
+    DtypeName,
     ModelRef,
+    OptionalSchedulerName,
     SchedulerUsed,
     Timings,
     encode_png,
@@ -57,7 +60,6 @@ from strata.core.models.diffusion import (
     run_versions,
     scheduler_used,
 )
-from strata.core.models.pipelines import SCHEDULERS, check_dtype, parse_device
 from strata.core.runtime.executor import Executor, JobContext
 
 if TYPE_CHECKING:
@@ -132,10 +134,10 @@ class EditingRequested(JobRequest):
     steps: int | None = Field(default=None, ge=1, le=500)
     cfg: float | None = Field(default=None, ge=0, le=50, allow_inf_nan=False)
     seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
-    scheduler: str | None = None
+    scheduler: OptionalSchedulerName = None
     model: ModelRef | None = None
-    device: str | None = None
-    dtype: str | None = None
+    device: DeviceName = None
+    dtype: DtypeName = None
     # outpaint: pixels added on each side
     left: int | None = Field(default=None, ge=0, le=MAX_SIDE)
     right: int | None = Field(default=None, ge=0, le=MAX_SIDE)
@@ -223,12 +225,6 @@ class EditingRequested(JobRequest):
                 raise ValueError(f"the box is {width}x{height}: it holds no pixel")
         return box
 
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, value: str | None) -> str | None:
-        if value is not None and value not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {value!r}; use one of {', '.join(SCHEDULERS)}")
-        return value
 
     @field_validator("resample")
     @classmethod
@@ -237,20 +233,7 @@ class EditingRequested(JobRequest):
             raise ValueError(f"unknown resampling {value!r}; use one of {', '.join(RESAMPLING)}")
         return value
 
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # Only the name: whether this machine has the device is the worker's question.
-        if value is not None and not is_recorded(info):
-            parse_device(value)
-        return value
 
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or is_recorded(info):
-            return value
-        return check_dtype(value)
 
     def check_size(self, width: int, height: int) -> None:
         """Refuse what the source's size makes impossible (a crop box outside it, a canvas

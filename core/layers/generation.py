@@ -28,15 +28,18 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from strata.core import layers
 from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import JobRequest, ProducedAsset
-from strata.core.ledger.events import Payload, explain, is_recorded, registry
+from strata.core.ledger.events import Payload, explain, registry
 from strata.core.models.diffusion import (
+    DeviceName,
     DiffusionCompleted,
+    DtypeName,
     ModelRef,
+    SchedulerName,
     Timings,
     encode_png,
     prompt_seen,
@@ -44,7 +47,6 @@ from strata.core.models.diffusion import (
     run_versions,
     scheduler_used,
 )
-from strata.core.models.pipelines import SCHEDULERS, check_dtype, parse_device
 from strata.core.runtime.executor import Executor, JobContext
 
 if TYPE_CHECKING:
@@ -81,10 +83,10 @@ class GenerationRequested(JobRequest):
     cfg: float = Field(default=7.5, ge=0, le=50, allow_inf_nan=False)
     width: int = Field(default=64, ge=8, le=8192)
     height: int = Field(default=64, ge=8, le=8192)
-    scheduler: str = "ddim"
+    scheduler: SchedulerName = "ddim"
     model: ModelRef
-    device: str | None = None
-    dtype: str | None = None
+    device: DeviceName = None
+    dtype: DtypeName = None
     video: VideoSettings | None = None  # None: pictures
 
     # frames and fps change a clip's VideoSettings (they are not fields of the request).
@@ -143,29 +145,8 @@ class GenerationRequested(JobRequest):
             raise ValueError(f"{value} is not a multiple of 8")
         return value
 
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, value: str) -> str:
-        if value not in SCHEDULERS:
-            names = ", ".join(SCHEDULERS)
-            raise ValueError(f"unknown scheduler {value!r}; use one of {names}")
-        return value
 
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # Only the name: whether this machine has the device is the worker's question.
-        # Requests recorded before this check still decode (the worker refuses them).
-        if value is not None and not is_recorded(info):
-            parse_device(value)
-        return value
 
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, value: str | None, info: ValidationInfo) -> str | None:
-        if value is None or is_recorded(info):
-            return value
-        return check_dtype(value)
 
     @field_validator("seeds")
     @classmethod

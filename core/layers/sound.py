@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from strata.core import layers
 from strata.core.errors import InvalidInput, JobError
@@ -40,9 +40,14 @@ from strata.core.ledger.event_types import (
     ProducedAsset,
     short,
 )
-from strata.core.ledger.events import Payload, explain, is_recorded, registry
-from strata.core.models.diffusion import ModelRef, SchedulerUsed
-from strata.core.models.pipelines import SCHEDULERS, check_dtype, parse_device
+from strata.core.ledger.events import Payload, explain, registry
+from strata.core.models.diffusion import (
+    DeviceName,
+    DtypeName,
+    ModelRef,
+    OptionalSchedulerName,
+    SchedulerUsed,
+)
 from strata.core.runtime.executor import Executor, JobContext
 
 if TYPE_CHECKING:
@@ -107,10 +112,10 @@ class SoundRequested(JobRequest):
     negative_prompt: str | None = Field(default=None, max_length=4000)
     steps: int | None = Field(default=None, ge=1, le=500)
     cfg: float | None = Field(default=None, ge=0, le=50, allow_inf_nan=False)
-    scheduler: str | None = None
+    scheduler: OptionalSchedulerName = None
     model: ModelRef | None = None
-    device: str | None = None
-    dtype: str | None = None
+    device: DeviceName = None
+    dtype: DtypeName = None
 
     def summary(self) -> str:
         if self.operation == "synth":
@@ -139,25 +144,8 @@ class SoundRequested(JobRequest):
                              f"{MAX_GENERATED_SECONDS:g} s of sound, not {self.duration:g}")
         return self
 
-    @field_validator("scheduler")
-    @classmethod
-    def _known_scheduler(cls, value: str | None) -> str | None:
-        if value is not None and value not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler {value!r}; use one of {', '.join(SCHEDULERS)}")
-        return value
 
-    @field_validator("device")
-    @classmethod
-    def _known_device(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # The name only: whether this machine has it is the worker's question.
-        if value is not None and not is_recorded(info):
-            parse_device(value)
-        return value
 
-    @field_validator("dtype")
-    @classmethod
-    def _known_dtype(cls, value: str | None, info: ValidationInfo) -> str | None:
-        return value if value is None or is_recorded(info) else check_dtype(value)
 
 
 class TrackPlaced(Payload):

@@ -18,14 +18,14 @@ import json
 import platform
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
 from strata.core.config import strata_version
 from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, short
-from strata.core.ledger.events import Payload
-from strata.core.models.pipelines import SCHEDULERS, library_versions
+from strata.core.ledger.events import Payload, is_recorded
+from strata.core.models.pipelines import SCHEDULERS, check_dtype, library_versions, parse_device
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -34,6 +34,33 @@ if TYPE_CHECKING:
 
 # transformers writes this (1e30) as model_max_length when a tokenizer has no limit.
 _NO_LIMIT = 10**9
+
+
+# The settings every diffusion request names, checked where the request is made. Requests
+# recorded before a check existed still decode (the worker refuses what it cannot run).
+
+
+def _known_scheduler(value: str | None) -> str | None:
+    if value is not None and value not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {value!r}; use one of {', '.join(SCHEDULERS)}")
+    return value
+
+
+def _known_device(value: str | None, info: ValidationInfo) -> str | None:
+    # Only the name: whether this machine has the device is the worker's question.
+    if value is not None and not is_recorded(info):
+        parse_device(value)
+    return value
+
+
+def _known_dtype(value: str | None, info: ValidationInfo) -> str | None:
+    return value if value is None or is_recorded(info) else check_dtype(value)
+
+
+SchedulerName = Annotated[str, AfterValidator(_known_scheduler)]
+OptionalSchedulerName = Annotated[str | None, AfterValidator(_known_scheduler)]
+DeviceName = Annotated[str | None, AfterValidator(_known_device)]
+DtypeName = Annotated[str | None, AfterValidator(_known_dtype)]
 
 
 class ModelRef(Payload):
