@@ -12,7 +12,13 @@ from typing import Any
 
 from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import short
-from strata.core.provenance.ancestry import DecisionRecord, Provenance, Step, provenance
+from strata.core.provenance.ancestry import (
+    DecisionRecord,
+    Provenance,
+    Step,
+    collection_paused,
+    provenance,
+)
 from strata.core.service import Strata
 
 FORMATS = ("tree", "json", "markdown", "prov-json", "prov-n", "prov-xml")
@@ -22,6 +28,12 @@ def render(strata: Strata, asset_ref: str, fmt: str = "tree", as_of: int | None 
     """The provenance of an asset in one of FORMATS, as text."""
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown provenance format {fmt!r}; formats: {', '.join(FORMATS)}")
+    # Writing the text out allocates as much as reading the ancestry (see collection_paused).
+    with collection_paused():
+        return _render(strata, asset_ref, fmt, as_of)
+
+
+def _render(strata: Strata, asset_ref: str, fmt: str, as_of: int | None) -> str:
     found = provenance(strata, asset_ref, as_of)
     if fmt == "json":
         return json.dumps(found.to_json(), ensure_ascii=False, sort_keys=True)
