@@ -178,7 +178,29 @@ def reconstructed(strata: Strata, digest: str) -> tuple[EmbeddedRecipe, Recorded
     if created is None or not isinstance(payload, AssetImported):
         return None
     recipe = EmbeddedRecipe.of_record(payload.embedded)
+    if recipe is not None and not recipe.passes and recipe.step is not None:
+        recipe = _with_generation_pass(recipe, recipe.step)
     return (recipe, created) if recipe is not None and recipe.passes else None
+
+
+def _with_generation_pass(recipe: EmbeddedRecipe, step: dict[str, Any]) -> EmbeddedRecipe:
+    """A Strata export from another store: its generation step as the pass to re-make here
+    (the other layers' steps name inputs that live in that store, not in this one)."""
+    from strata.core.interop.recipe import Pass
+
+    if step.get("layer") != "generation":
+        return recipe
+    parameters = step.get("parameters") or {}
+    model = (step.get("facts") or {}).get("model") or parameters.get("model") or {}
+    seeds = [o.get("seed") for o in step.get("outputs") or [] if isinstance(o, dict)]
+    first = Pass.model_validate({
+        "prompt": parameters.get("prompt"), "negative_prompt": parameters.get("negative_prompt"),
+        "seed": seeds[0] if seeds else None, "steps": parameters.get("steps"),
+        "sampler": parameters.get("scheduler"), "cfg": parameters.get("cfg"),
+        "width": parameters.get("width"), "height": parameters.get("height"),
+        "model": model.get("name"), "model_hash": model.get("digest"),
+    })
+    return recipe.model_copy(update={"passes": [first]})
 
 
 _LORA_TAG = re.compile(r"\s*<(?:lora|lyco|hypernet):[^>]*>\s*,?", re.IGNORECASE)
@@ -196,6 +218,7 @@ def _reissued_import(strata: Strata, digest: str, recipe: EmbeddedRecipe,
     from strata.core.layers.generation import MAX_SEED, GenerationRequested
     from strata.core.models import registry as models
     from strata.core.models.diffusion import ModelRef
+    from strata.core.models.pipelines import SCHEDULERS
     from strata.core.projections import views
     from strata.core.runtime import jobs
 
@@ -214,6 +237,8 @@ def _reissued_import(strata: Strata, digest: str, recipe: EmbeddedRecipe,
     prompt = _LORA_TAG.sub(" ", first.prompt or "").strip()[:4000] or "(no prompt in the file)"
     said_sampler = " ".join(filter(None, (first.sampler, first.scheduler))) or None
     sampler = (first.sampler or first.scheduler or "").lower().removesuffix(" karras")
+    # Other tools' names are translated; a Strata export names Strata's own schedulers.
+    scheduler = _SAMPLERS.get(sampler) or (sampler if sampler in SCHEDULERS else "ddim")
     sizes = {key: chosen(key, getattr(first, key), _multiple_of_eight(
         getattr(first, key) or asset.get(key) or 64)) for key in ("width", "height")}
     request = GenerationRequested(
@@ -225,7 +250,7 @@ def _reissued_import(strata: Strata, digest: str, recipe: EmbeddedRecipe,
         steps=chosen("steps", first.steps, min(max(first.steps or 20, 1), 500)),
         cfg=chosen("cfg", first.cfg, min(max(first.cfg if first.cfg is not None else 7.5,
                                                  0.0), 50.0)),
-        scheduler=chosen("scheduler", said_sampler, _SAMPLERS.get(sampler, "ddim")),
+        scheduler=chosen("scheduler", said_sampler, scheduler),
         model=ModelRef(name=registered.name, path=registered.path, digest=registered.digest),
         **sizes)
     diff["model"] = {"from": first.parameters().get("model"),

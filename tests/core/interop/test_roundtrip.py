@@ -16,6 +16,7 @@ from PIL import Image
 
 from strata.core.av import encode_mp4
 from strata.core.config import Settings
+from strata.core.decisions.iteration import iterate
 from strata.core.interop.export import export
 from strata.core.interop.recipe import FROM_ANOTHER_STORE
 from strata.core.models import registry as models
@@ -65,6 +66,21 @@ def test_an_export_imported_into_another_store_keeps_its_recipe(
     assert there["prompt"].startswith("a red fox") and there["seed"] == 7
     assert here["original_digest"] == made and here["reconstructed"] == FROM_ANOTHER_STORE
     assert "strata" in here["raw_metadata"]  # the provenance JSON it was read from, verbatim
+
+
+def test_an_imported_export_iterates_as_a_generation_here(
+        origin: Strata, tiny: Strata, tmp_path: Path) -> None:
+    made = generate(origin)
+    export(origin, made, tmp_path / "fox.png", "png")
+    (event,) = tiny.add_files([tmp_path / "fox.png"])
+    imported = event.data["asset"]["digest"]
+    request = iterate(tiny, imported, ["steps=3"]).data
+    there = recipe(origin, made)
+    assert (request["prompt"], request["seeds"], request["scheduler"]) == (
+        there["prompt"], [there["seed"]], there["scheduler"]["name"])
+    assert (request["parent"], request["iterates"]) == (imported, None)
+    assert request["changes"]["steps"] == {"from": there["steps"], "to": 3}
+    assert "scheduler" not in request["changes"] and "seed" not in request["changes"]
 
 
 def test_a_video_export_comes_back_with_its_sidecar(origin: Strata, strata: Strata,
