@@ -346,11 +346,14 @@ class Ledger:
         remaining = limit
         next_position = from_position
         selection = _filtered(types, streams, to_position)
+        # With streams named, let the (stream, version) index lead and sort what it finds:
+        # ordered by the bare position, SQLite walks the whole log and filters each event.
+        position = _c.position + 0 if streams else _c.position
         while remaining is None or remaining > 0:
             page = READ_PAGE if remaining is None else min(READ_PAGE, remaining)
-            query = selection.where(_c.position >= next_position)
+            query = selection.where(position >= next_position)
             with self.engine.connect() as conn:
-                rows = conn.execute(query.order_by(_c.position).limit(page)).all()
+                rows = conn.execute(query.order_by(position).limit(page)).all()
             for row in rows:
                 yield row_to_event(row)
             if len(rows) < page:
