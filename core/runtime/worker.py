@@ -229,6 +229,9 @@ class Worker:
             self.drop_lease(ctx.job_id)
             raise
         except Exception as error:
+            if _interrupted(error):  # a library wrapped the Ctrl-C (diffusers' lazy imports)
+                self.drop_lease(ctx.job_id)
+                raise KeyboardInterrupt from error
             return self._record_failure(ctx, started_version, error)
         finally:
             stop_heartbeat.set()
@@ -333,6 +336,18 @@ class Worker:
         with self.strata.store.engine.begin() as conn:
             conn.execute(delete(leases).where(leases.c.job_id == job_id,
                                               leases.c.worker == self.name))
+
+
+def _interrupted(error: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the causes of `error`."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def run_here(strata: Strata, job_id: str, on_progress: Progress | None = None) -> dict[str, Any]:

@@ -842,3 +842,28 @@ def test_leases_run_on_the_database_clock_not_the_workers(
     with strata.store.engine.connect() as conn:
         expires = conn.execute(text("SELECT expires_at FROM job_leases")).scalar_one()
     assert abs(expires - (real + 30)) < 10  # by the database's clock, not the skewed one
+
+
+class InterruptedWhileImporting(Executor):
+    """Ctrl-C lands while a library imports lazily, and the library wraps it (as diffusers'
+    lazy modules do: RuntimeError "Failed to import …" from the KeyboardInterrupt)."""
+
+    layer: ClassVar[str] = "generation"
+
+    def run(self, ctx: JobContext) -> JobCompleted:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("Failed to import diffusers.pipelines.auto_pipeline") from interrupt
+
+
+def test_a_ctrl_c_a_library_wrapped_is_still_an_interrupt_not_a_failure(
+    strata: Strata, tiny: str,
+) -> None:
+    job_id = request(strata)
+    worker = Worker(strata, {"generation": InterruptedWhileImporting()})
+    with pytest.raises(KeyboardInterrupt):
+        worker.work_once(job_id)
+    assert types(job_events(strata, job_id)) == ["generation.requested", "job.started"]
+    assert lease_rows(strata) == []  # handed back at once
+    assert worker.claimable() != []
