@@ -276,13 +276,17 @@ class SoundExecutor(Executor):
 
         assert request.video is not None
         with ctx.strata.view() as conn:
-            row = views.asset_row(conn, request.video)
-        media_type = row["media_type"] if row else "video"
-        with ctx.strata.blobs.open_seekable(request.video) as handle:
-            probed = probe_av(handle, media_type)
-        if not probed.frames or not probed.fps:
+            row = views.asset_row(conn, request.video) or {}
+        # The video was probed (decoded in full) when it was stored; its facts are those of
+        # these very bytes. Assets recorded before probing existed are probed now.
+        frames, fps = row.get("frames"), row.get("fps")
+        if not frames or not fps:
+            with ctx.strata.blobs.open_seekable(request.video) as handle:
+                probed = probe_av(handle, row.get("media_type") or "video")
+            frames, fps = probed.frames, probed.fps
+        if not frames or not fps:
             raise JobError(f"{short(request.video)} has no video stream")
-        video_seconds = probed.frames / probed.fps
+        video_seconds = frames / fps
         length = round(video_seconds * av.SAMPLE_RATE)
         mix = np.zeros((av.CHANNELS, length), dtype=np.float64)
         placed = []
