@@ -840,16 +840,21 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     assert "torch" not in sys.modules, "the benchmark must not import torch"
 
-    elapsed = time.perf_counter() - started
-    mode = "--quick" if quick else "full"
-    print(f"Strata ledger benchmark ({mode} run, {elapsed:.0f} s)\n")
-    print(f"Environment: {env.replace(f' · temporary folder {root}', '')}\n")
+    print_report("ledger", quick, time.perf_counter() - started,
+                 env.replace(f" · temporary folder {root}", ""), rows)
+    return 0
+
+
+def print_report(name: str, quick: bool, elapsed: float, env: str, rows: list[Row]) -> None:
+    """The figures as the README shows them: a title, the environment, the table, and
+    which targets passed."""
+    print(f"Strata {name} benchmark ({'--quick' if quick else 'full'} run, {elapsed:.0f} s)\n")
+    print(f"Environment: {env}\n")
     print(table_markdown(rows))
     passed = sum(r.result == "PASS" for r in rows)
     missed = [r.measure.split(" ")[0] for r in rows if r.result == "MISS"]
     print(f"\nTargets: {passed} passed, {len(missed)} missed"
           + (f" ({', '.join(missed)})" if missed else "") + ".")
-    return 0
 
 
 if __name__ == "__main__":

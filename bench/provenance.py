@@ -58,7 +58,7 @@ from ledger import (
     log,
     open_store,
     percentile,
-    table_markdown,
+    print_report,
     verdict,
 )
 
@@ -731,15 +731,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     assert "torch" not in sys.modules, "the benchmark must not import torch"
 
-    elapsed = time.perf_counter() - started
-    mode = "--quick" if quick else "full"
-    print(f"Strata provenance benchmark ({mode} run, {elapsed:.0f} s)\n")
-    print(f"Environment: {env}\n")
-    print(table_markdown(rows))
-    passed = sum(r.result == "PASS" for r in rows)
-    missed = [r.measure.split(" ")[0] for r in rows if r.result == "MISS"]
-    print(f"\nTargets: {passed} passed, {len(missed)} missed"
-          + (f" ({', '.join(missed)})" if missed else "") + ".")
+    print_report("provenance", quick, time.perf_counter() - started, env, rows)
     return 0
 
 
