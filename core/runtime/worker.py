@@ -16,12 +16,13 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -95,6 +96,9 @@ class Worker:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.on_progress = on_progress
+        # Set when Ctrl-C reached this process (see `run_here`): a library that turns the
+        # KeyboardInterrupt into an error of its own must not fail the job.
+        self.interrupt_requested = threading.Event()
 
     # --- finding and claiming -----------------------------------------------------------
 
@@ -229,7 +233,8 @@ class Worker:
             self.drop_lease(ctx.job_id)
             raise
         except Exception as error:
-            if _interrupted(error):  # a library wrapped the Ctrl-C (diffusers' lazy imports)
+            # A library turned the Ctrl-C into its own error (diffusers' lazy imports do).
+            if self.interrupt_requested.is_set() or _interrupted(error):
                 self.drop_lease(ctx.job_id)
                 raise KeyboardInterrupt from error
             return self._record_failure(ctx, started_version, error)
@@ -360,7 +365,8 @@ def run_here(strata: Strata, job_id: str, on_progress: Progress | None = None) -
     row = get(strata, job_id)
     worker = Worker(strata, build_executors((row["layer"],)), on_progress=on_progress)
     try:
-        row = worker.wait_for(row["job_id"])
+        with _noting_interrupts(worker):
+            row = worker.wait_for(row["job_id"])
     except KeyboardInterrupt:
         # Ctrl-C may land between the claim's commit and the run that would release it.
         worker.drop_lease(job_id)
@@ -369,6 +375,25 @@ def run_here(strata: Strata, job_id: str, on_progress: Progress | None = None) -
         error = f": {row['error_class']}: {row['error_message']}" if row["error_class"] else ""
         raise JobFailure(f"job {row['job_id']} {row['status']}{error}")
     return row
+
+
+@contextlib.contextmanager
+def _noting_interrupts(worker: Worker) -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual, and the worker is told it came, even when a
+    library catches the interrupt and raises something else (the cause chain is then lost)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        worker.interrupt_requested.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _what_became_of(row: Mapping[str, Any], here: str) -> str:

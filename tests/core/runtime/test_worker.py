@@ -867,3 +867,24 @@ def test_a_ctrl_c_a_library_wrapped_is_still_an_interrupt_not_a_failure(
     assert types(job_events(strata, job_id)) == ["generation.requested", "job.started"]
     assert lease_rows(strata) == []  # handed back at once
     assert worker.claimable() != []
+
+
+class FailsOnItsOwn(Executor):
+    """A library that caught the interrupt and raised an error of its own, cause lost."""
+
+    layer: ClassVar[str] = "generation"
+
+    def run(self, ctx: JobContext) -> JobCompleted:
+        raise RuntimeError("Could not import module 'PreTrainedModel'")
+
+
+def test_an_error_after_ctrl_c_reached_the_process_is_an_interrupt(
+    strata: Strata, tiny: str,
+) -> None:
+    job_id = request(strata)
+    worker = Worker(strata, {"generation": FailsOnItsOwn()})
+    worker.interrupt_requested.set()  # as run_here's SIGINT handler does
+    with pytest.raises(KeyboardInterrupt):
+        worker.work_once(job_id)
+    assert types(job_events(strata, job_id)) == ["generation.requested", "job.started"]
+    assert lease_rows(strata) == []
