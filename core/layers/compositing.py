@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, ValidationError, field_validator
 
 from strata.core import layers
-from strata.core.errors import InvalidInput, JobError
+from strata.core.errors import InvalidInput
 from strata.core.imaging import BlendMode, check_pixels, image_asset, imaging_versions, open_image
 from strata.core.ledger.event_types import (
     DIGEST_PATTERN,
@@ -117,9 +117,7 @@ class CompositingExecutor(Executor):
         from strata.core.imaging.blend import Canvas
         from strata.core.models.diffusion import encode_png
 
-        request = ctx.request
-        if not isinstance(request, CompositingRequested):
-            raise JobError(f"the compositing executor cannot run {type(request).__name__}")
+        request = ctx.request_as(CompositingRequested)
         check_pixels(request.width, request.height, ctx.strata.blobs.max_image_pixels, "canvas")
         canvas = Canvas.filled(request.width, request.height, parse_color(request.background))
         inputs: list[InputRef] = []

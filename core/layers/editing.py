@@ -389,8 +389,7 @@ class EditingExecutor(Executor):
         self.max_pixels = max_pixels
 
     def run(self, ctx: JobContext) -> EditingCompleted:
-        request = ctx.request
-        assert isinstance(request, EditingRequested)
+        request = ctx.request_as(EditingRequested)
         source = _load(ctx.strata, request.source)
         request.check_size(*source.size)
         if request.operation in DIFFUSION:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from strata.core import layers
-from strata.core.errors import InvalidInput, JobError, ModelError
+from strata.core.errors import InvalidInput, ModelError
 from strata.core.imaging import check_pixels, image_asset, imaging_versions, open_image
 from strata.core.ledger.event_types import (
     DIGEST_PATTERN,
@@ -148,9 +148,7 @@ class EnhancementExecutor(Executor):
         from strata.core.imaging import enhance
         from strata.core.models.diffusion import encode_png, run_versions
 
-        request = ctx.request
-        if not isinstance(request, EnhancementRequested):
-            raise JobError(f"the enhancement executor cannot run {type(request).__name__}")
+        request = ctx.request_as(EnhancementRequested)
         source = open_image(ctx.strata.blobs, request.source)
         alpha = source.getchannel("A") if "A" in source.getbands() else None
         image = source.convert("RGB")

@@ -202,8 +202,7 @@ class GenerationExecutor(Executor):
         from strata.core.models.pipelines import choose_device, choose_dtype, set_scheduler
         from strata.core.models.registry import digest_cache
 
-        request = ctx.request
-        assert isinstance(request, GenerationRequested)
+        request = ctx.request_as(GenerationRequested)
         if request.width * request.height > self.max_pixels:
             raise InvalidInput(
                 f"{request.width}x{request.height} is out of range for this worker: "

@@ -116,9 +116,7 @@ class MotionExecutor(Executor):
 
         from strata.core import av
 
-        request = ctx.request
-        if not isinstance(request, MotionRequested):
-            raise JobError(f"the motion executor cannot run {type(request).__name__}")
+        request = ctx.request_as(MotionRequested)
         images = []
         for digest in request.sources:
             with ctx.strata.blobs.open_seekable(digest) as handle, Image.open(handle) as image:

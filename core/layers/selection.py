@@ -76,9 +76,7 @@ class SelectionExecutor(Executor):
             score_image,
         )
 
-        request = ctx.request
-        if not isinstance(request, SelectionRequested):
-            raise JobError(f"the selection executor cannot run {type(request).__name__}")
+        request = ctx.request_as(SelectionRequested)
         scores, hashes = {}, {}
         for done, digest in enumerate(request.candidates, start=1):
             with ctx.strata.blobs.open(digest) as handle, Image.open(handle) as image:

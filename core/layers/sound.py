@@ -185,9 +185,7 @@ class SoundExecutor(Executor):
     def run(self, ctx: JobContext) -> SoundCompleted:
         from strata.core import av
 
-        request = ctx.request
-        if not isinstance(request, SoundRequested):
-            raise JobError(f"the sound executor cannot run {type(request).__name__}")
+        request = ctx.request_as(SoundRequested)
         if request.operation == "synth":
             assert request.preset and request.duration and request.bpm
             samples = synthesize(request.preset, request.duration, request.bpm,

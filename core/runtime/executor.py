@@ -11,9 +11,12 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
+from strata.core.errors import JobError
 from strata.core.ledger.event_types import JobCompleted, JobRequest
+
+R = TypeVar("R", bound=JobRequest)
 
 if TYPE_CHECKING:
     from strata.core.service import Strata
@@ -47,6 +50,13 @@ class JobContext:
     def check(self) -> None:
         if self.interrupted.is_set():
             raise JobInterrupted(self.job_id)
+
+    def request_as(self, kind: type[R]) -> R:
+        """The request, as the type the executor runs; a clear error for any other."""
+        if not isinstance(self.request, kind):
+            raise JobError(f"a {kind.__name__} executor cannot run "
+                           f"{type(self.request).__name__}")
+        return self.request
 
 
 class Executor(ABC):

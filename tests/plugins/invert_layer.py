@@ -49,8 +49,7 @@ class InvertExecutor(Executor):
         import PIL
         from PIL import Image, ImageOps
 
-        request = ctx.request
-        assert isinstance(request, InvertRequested)
+        request = ctx.request_as(InvertRequested)
         with ctx.strata.blobs.open(request.source) as handle, Image.open(handle) as image:
             source = image.convert("RGB")
         inverted = Image.blend(source, ImageOps.invert(source), request.strength)
