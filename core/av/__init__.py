@@ -4,7 +4,11 @@ PyAV and numpy are imported inside the functions: layer modules import this pack
 `strata log` loads every layer, so importing it must stay cheap.
 
 Every encoder here is set up so that the same input gives the same bytes: x264 runs with
-a fixed thread count (its output depends on it), frames are converted to yuv420p before
+a fixed thread count (its output depends on it) and without its assembly routines (with
+them, the same frames gave other bytes in about one encode in a hundred within one
+process, more often with frames from `VideoFrame.from_ndarray`: some routine reads memory
+it never wrote; the C routines cost about 0.2 s more on sixteen 512x512 frames, nothing
+beside the diffusion that made them), frames are converted to yuv420p before
 they reach the encoder (PyAV's implicit conversion inside `encode` was seen to vary from
 call to call in one process), presentation times are set explicitly, and the container
 gets no creation time.
@@ -28,6 +32,8 @@ if TYPE_CHECKING:
 X264_THREADS = 1
 X264_PRESET = "medium"
 X264_CRF = 20
+# x264's assembly routines make its output vary from call to call (see above).
+X264_ASM = False
 AAC_THREADS = 1
 # Audio is mixed, synthesized and encoded at one rate, in stereo floats in [-1, 1].
 SAMPLE_RATE = 48_000
@@ -51,7 +57,8 @@ def versions() -> dict[str, str]:
 def video_settings() -> dict[str, Any]:
     """The video encoder's settings that decide the bytes, for the completion record."""
     return {"container": "mp4", "video_codec": "libx264", "pix_fmt": "yuv420p",
-            "x264_threads": X264_THREADS, "x264_preset": X264_PRESET, "x264_crf": X264_CRF}
+            "x264_threads": X264_THREADS, "x264_preset": X264_PRESET, "x264_crf": X264_CRF,
+            "x264_asm": X264_ASM}
 
 
 def audio_settings() -> dict[str, Any]:
@@ -72,7 +79,8 @@ def encode_mp4(frames: Iterable[Image.Image], fps: int, size: tuple[int, int],
         video.width, video.height = size
         video.pix_fmt = "yuv420p"
         video.thread_count = X264_THREADS
-        video.options = {"preset": X264_PRESET, "crf": str(X264_CRF)}
+        video.options = {"preset": X264_PRESET, "crf": str(X264_CRF),
+                         "x264-params": f"asm={int(X264_ASM)}"}
         audio_stream = _add_aac(container) if audio is not None else None
         for index, image in enumerate(frames):
             frame = av.VideoFrame.from_image(image.convert("RGB")).reformat(format="yuv420p")

@@ -83,7 +83,8 @@ def test_a_clip_is_generated_decoded_and_recorded(animated: Strata,
     assert [o["seed"] for o in data["outputs"]] == [3, 4]
     assert data["encoder"] == {"container": "mp4", "video_codec": "libx264",
                                "pix_fmt": "yuv420p", "x264_threads": 1,
-                               "x264_preset": "medium", "x264_crf": 20, "fps": 8}
+                               "x264_preset": "medium", "x264_crf": 20, "x264_asm": False,
+                               "fps": 8}
     assert {"torch", "diffusers", "pyav", "libavcodec", "numpy"} <= set(data["versions"])
     assert completed.meta["executor"] == "generation/1"
 
