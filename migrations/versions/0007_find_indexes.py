@@ -1,0 +1,91 @@
+"""find: per-asset facts, typed parameters, full-text prompts and perceptual-hash chunks
+
+Revision ID: 0007
+Revises: 0006
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import sqlmodel
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+# SQLite: an external-content FTS5 table over find_texts, kept in step by triggers (a
+# rebuild's DELETE FROM find_texts empties it row by row through the delete trigger).
+SQLITE_FTS = (
+    "CREATE VIRTUAL TABLE find_texts_fts USING fts5("
+    "text, content='find_texts', content_rowid='rowid', tokenize='unicode61')",
+    "CREATE TRIGGER find_texts_ai AFTER INSERT ON find_texts BEGIN "
+    "INSERT INTO find_texts_fts(rowid, text) VALUES (new.rowid, new.text); END",
+    "CREATE TRIGGER find_texts_ad AFTER DELETE ON find_texts BEGIN "
+    "INSERT INTO find_texts_fts(find_texts_fts, rowid, text) "
+    "VALUES ('delete', old.rowid, old.text); END",
+)
+# PostgreSQL: a stored tsvector (the 'simple' configuration: no stemming, as FTS5's
+# unicode61 tokenizer) with a GIN index.
+POSTGRES_FTS = (
+    "ALTER TABLE find_texts ADD COLUMN tsv tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED",
+    "CREATE INDEX ix_find_texts_tsv ON find_texts USING gin (tsv)",
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "find_assets",
+        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("layer", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("operation", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+        sa.Column("media_type", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("made", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("phash", sa.BigInteger(), nullable=True),
+        sa.Column("ph0", sa.Integer(), nullable=True),
+        sa.Column("ph1", sa.Integer(), nullable=True),
+        sa.Column("ph2", sa.Integer(), nullable=True),
+        sa.Column("ph3", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("digest"),
+    )
+    with op.batch_alter_table("find_assets") as batch_op:
+        for column in ("position", "layer", "actor", "made", "ph0", "ph1", "ph2", "ph3"):
+            batch_op.create_index(f"ix_find_assets_{column}", [column], unique=False)
+    op.create_table(
+        "find_params",
+        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("num", sa.Float(), nullable=True),
+        sa.Column("txt", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.PrimaryKeyConstraint("digest", "position", "name"),
+    )
+    with op.batch_alter_table("find_params") as batch_op:
+        batch_op.create_index("ix_find_params_num", ["name", "num", "digest"], unique=False)
+        batch_op.create_index("ix_find_params_txt", ["name", "txt", "digest"], unique=False)
+    op.create_table(
+        "find_texts",
+        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("digest", "position", "key"),
+    )
+    for statement in SQLITE_FTS if op.get_bind().dialect.name == "sqlite" else POSTGRES_FTS:
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER find_texts_ad")
+        op.execute("DROP TRIGGER find_texts_ai")
+        op.execute("DROP TABLE find_texts_fts")
+    op.drop_table("find_texts")
+    op.drop_table("find_params")
+    op.drop_table("find_assets")
