@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import secrets
 import tempfile
 import time
@@ -40,6 +41,7 @@ from strata.core.layers.generation import MAX_SEED
 from strata.core.ledger.event_types import (
     DIGEST_PATTERN,
     AssetDerived,
+    ImportSource,
     InputRef,
     JobRequest,
     ProducedAsset,
@@ -65,6 +67,7 @@ from strata.core.runtime.executor import Executor, JobContext
 if TYPE_CHECKING:
     from PIL import Image
 
+    from strata.core.ledger.events import RecordedEvent
     from strata.core.models.pipelines import PipelineCache
     from strata.core.service import Strata
 
@@ -266,6 +269,91 @@ class EditingCompleted(DiffusionCompleted):
         if self.model is None:
             return super(DiffusionCompleted, self).summary()
         return super().summary()
+
+
+@registry.register("editing.external")
+class EditedOutside(AssetDerived):
+    """A change saved by a tool outside Strata to a checked-out asset (a workspace file):
+    an editing step with no job, operation `external`, the checked-out asset its `source`.
+
+    It is an `asset.derived` to every reader (lineage, provenance, show, diff, audit treat
+    it as made outside Strata, `reproduce` takes it as given and `iterate` finds no request
+    to re-issue); its own type says it was an edit. The software the saved file names
+    (EXIF Software, XMP CreatorTool, PNG Software) is kept in the output's `params`.
+    """
+
+    def summary(self) -> str:
+        source = ", ".join(short(i.digest) for i in self.output.inputs)
+        software = self.output.params.get("software")
+        tool = f" in {software}" if software else ""
+        return f"{short(self.output.asset.digest)} ← source {source} (edited outside Strata{tool})"
+
+
+_CREATOR_TOOL = re.compile(
+    rb"CreatorTool(?:=\"([^\"]*)\"|>([^<]*)</(?:[A-Za-z]+:)?CreatorTool>)")
+
+
+def software_named(path: Path, media_type: str) -> str | None:
+    """The editing software an image file names: EXIF Software, XMP CreatorTool, or a PNG
+    Software text chunk (in that order); None when it names none or is not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not media_type.startswith("image/"):
+        return None
+    try:
+        with Image.open(path) as image:
+            exif = image.getexif().get(0x0131)  # Software
+            xmp = image.info.get("xmp")
+            text = image.info.get("Software")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    if isinstance(xmp, str):
+        xmp = xmp.encode()
+    found = _CREATOR_TOOL.search(xmp) if isinstance(xmp, bytes) else None
+    tool = (found.group(1) or found.group(2)).decode("utf-8", "replace") if found else None
+    for value in (exif, tool, text):
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if isinstance(value, str) and value.strip("\x00 "):
+            return value.strip("\x00 ")[:200]
+    return None
+
+
+def record_external_edit(strata: Strata, path: Path, source: str,
+                         branch: str | None = None) -> RecordedEvent | None:
+    """Record the file at `path` as an outside edit of the asset `source`, and, when
+    `branch` is given, advance that branch's head to it in the same commit.
+
+    None when the file holds the source's bytes (nothing changed). Bytes that are an
+    ancestor of the source (a save that went back to an earlier version) are refused like
+    any cycle; a refused file leaves no blob and no event.
+    """
+    from strata.core.decisions import branches
+    from strata.core.ledger.log import ANY_VERSION, retry_on_conflict
+    from strata.core.service import asset_stream
+
+    parent = InputRef(digest=strata.resolve_asset(source), role="source")
+    with strata.blobs.staging_paths([path]) as (staged,):
+        info = staged.info
+        if info.digest == parent.digest:
+            return None
+        strata._refuse_cycles([info.digest], [parent])
+        software = software_named(staged.temporary, info.media_type)
+        strata.blobs.publish(staged)
+    payload = EditedOutside(
+        output=ProducedAsset(asset=info, inputs=[parent],
+                             params={"software": software} if software else {}),
+        source=ImportSource(name=path.name, path=str(path.resolve())))
+
+    def attempt() -> RecordedEvent:
+        parts: list[tuple[str, list[Any], int]] = [
+            (asset_stream(info.digest), [payload], ANY_VERSION)]
+        if branch is not None:  # the head moves from wherever it is now
+            name, moves, version = branches.advance_part(strata, branch, info.digest)
+            parts.append((name, list(moves), version))
+        return strata.record_together(parts)[0]
+
+    return retry_on_conflict(attempt)
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
