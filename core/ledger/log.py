@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, Row, Select, func, select
 from strata.core.errors import ConcurrencyError, DuplicateEvent, InvalidInput
 from strata.core.ledger.canonical import canonical_json, sha256_hex
 from strata.core.ledger.events import GENESIS_HASH, NewEvent, RecordedEvent, registry
-from strata.core.storage.db import driver_sql, write_transaction
+from strata.core.storage.db import driver_sql, is_sqlite, write_transaction
 from strata.core.storage.schema import EventRow
 
 events_table = EventRow.__table__  # type: ignore[attr-defined]
@@ -67,6 +67,7 @@ def chain_hash(prev_hash: str, event: RecordedEvent) -> str:
 
 _CURRENT_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?"
 _LAST_EVENT_SQL = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+_NOTIFY_SQL = "SELECT pg_notify('strata_events', %s)"  # channel: core.ledger.notify.CHANNEL
 _INSERT_SQL = (
     "INSERT INTO events (position, event_id, stream, version, type, schema_version, "
     "data, meta, recorded_at, prev_hash, hash, idempotency_key, batch_size) "
@@ -284,6 +285,10 @@ class Ledger:
                 raise
             if within is not None:
                 within(conn, recorded)
+            if not is_sqlite(conn):
+                # Delivered at commit, and only if it commits: listeners (core.ledger.notify)
+                # wake for committed events only.
+                cursor.execute(_NOTIFY_SQL, (str(position),))
         return recorded
 
     def _recorded_for_key(
