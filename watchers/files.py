@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from strata.core.ledger.event_types import AssetImported
 from strata.core.ledger.events import Payload, RecordedEvent
 from strata.core.service import Strata, asset_stream
 from strata.core.storage.media import SNIFF_BYTES, sniff_media_type
@@ -60,3 +61,13 @@ def recorded(strata: Strata, digest: str, matches: Callable[[Payload], bool]
         if isinstance(payload, Payload) and matches(payload):
             return event
     return None
+
+
+def imported_from(path: Path) -> Callable[[Payload], bool]:
+    """Matches an import of the file at `path` (by its resolved path)."""
+    where = str(path.resolve())
+
+    def matches(payload: Payload) -> bool:
+        return isinstance(payload, AssetImported) and payload.source.path == where
+
+    return matches

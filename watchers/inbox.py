@@ -18,24 +18,22 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import AssetImported
-from strata.core.ledger.events import Payload, RecordedEvent
+from strata.core.ledger.events import RecordedEvent
 from strata.core.service import Strata
-from strata.watchers.files import Notice, Report, digest_of, media_check, recorded
+from strata.watchers.files import (
+    Notice,
+    Report,
+    digest_of,
+    imported_from,
+    media_check,
+    recorded,
+)
 from strata.watchers.settle import Signature, Timing, signature, watch
-
-
-def _imported_from(path: Path) -> Callable[[Payload], bool]:
-    where = str(path.resolve())
-
-    def matches(payload: Payload) -> bool:
-        return isinstance(payload, AssetImported) and payload.source.path == where
-
-    return matches
 
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -82,7 +80,7 @@ class Inbox:
                 waiting.append(path)  # reported once, when taken
                 continue
             digest = digest_of(path)
-            if recorded(self.strata, digest, _imported_from(path)) is None:
+            if recorded(self.strata, digest, imported_from(path)) is None:
                 waiting.append(path)
                 continue
             self._taken[path] = seen
