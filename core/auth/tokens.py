@@ -1,0 +1,120 @@
+"""Bearer tokens of the HTTP API.
+
+A token is a high-entropy secret shown once, when it is created; the store keeps only its
+SHA-256 (a fast hash is enough for 256 random bits: there is nothing to guess), its name
+and its scopes. Tokens are runtime state, not events: a credential has no place in an
+append-only log, and revoking one removes its row.
+
+Scopes are ordered: `admin` includes `write`, which includes `read`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, delete, exists, insert, select
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlmodel import Field, SQLModel
+
+from strata.core.errors import InvalidInput, NotFound
+from strata.core.ledger.log import utc_iso
+from strata.core.projections.base import table
+
+SCOPES = ("read", "write", "admin")
+PREFIX = "strata_"  # makes a leaked token recognisable to secret scanners and people
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
+
+
+class TokenNotFound(NotFound):
+    pass
+
+
+class ApiToken(SQLModel, table=True):
+    __tablename__ = "api_tokens"
+
+    name: str = Field(primary_key=True, max_length=200)
+    token_hash: str = Field(unique=True, max_length=64)
+    scopes: str = Field(max_length=100)  # comma-separated, as granted
+    created_at: str = Field(max_length=40)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's name (recorded as the events' actor) and its scopes."""
+
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return any(SCOPES.index(granted) >= SCOPES.index(scope) for granted in self.scopes)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    name: str
+    scopes: list[str]
+    created_at: str
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def _scopes(given: Iterable[str]) -> list[str]:
+    scopes = sorted(set(given), key=SCOPES.index) if set(given) <= set(SCOPES) else None
+    if not scopes:
+        raise InvalidInput(f"scopes are {', '.join(SCOPES)} (admin includes write, write "
+                           f"includes read), not {', '.join(map(repr, given)) or 'none'}")
+    return scopes
+
+
+def create(engine: Engine, scopes: Iterable[str], name: str | None = None) -> tuple[str, str]:
+    """A new token: (its name, the secret, shown once and never stored)."""
+    granted = _scopes(list(scopes))
+    secret = PREFIX + secrets.token_urlsafe(32)
+    name = name or f"token-{secrets.token_hex(4)}"
+    if not NAME.match(name):
+        raise InvalidInput(f"invalid token name {name!r}: use letters, digits, '.', '_', "
+                           "'-' and '@'")
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(table(ApiToken)).values(
+                name=name, token_hash=hash_token(secret), scopes=",".join(granted),
+                created_at=utc_iso(datetime.now(UTC))))
+    except SqlIntegrityError:
+        raise InvalidInput(f"a token named {name!r} exists already; revoke it or choose "
+                           "another name") from None
+    return name, secret
+
+
+def list_tokens(engine: Engine) -> list[TokenInfo]:
+    t = table(ApiToken)
+    with engine.connect() as conn:
+        rows = conn.execute(select(t.c.name, t.c.scopes, t.c.created_at).order_by(t.c.name))
+        return [TokenInfo(r.name, r.scopes.split(","), r.created_at) for r in rows]
+
+
+def revoke(engine: Engine, name: str) -> None:
+    t = table(ApiToken)
+    with engine.begin() as conn:
+        if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
+            raise TokenNotFound(f"no token named {name!r}; `strata token list` shows them")
+
+
+def any_token(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(conn.scalar(select(exists().where(table(ApiToken).c.name.isnot(None)))))
+
+
+def authenticate(engine: Engine, secret: str) -> Principal | None:
+    """The token's holder, or None for a secret that is no (longer a) token."""
+    t = table(ApiToken)
+    with engine.connect() as conn:
+        row = conn.execute(select(t.c.name, t.c.scopes)
+                           .where(t.c.token_hash == hash_token(secret))).first()
+    return Principal(row.name, frozenset(row.scopes.split(","))) if row else None
