@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, update
 
+from strata.core.find.projection import FindProjection
 from strata.core.ledger.event_types import (
     AssetDerived,
     AssetImported,
@@ -251,4 +252,5 @@ BUILTIN_PROJECTIONS: tuple[Projection, ...] = (
     BranchesProjection(),
     CurationProjection(),
     ModelsProjection(),
+    FindProjection(),  # after JobsProjection: it reads the request of a completed job
 )

@@ -1,0 +1,92 @@
+"""The tables of the find indexes: projections, rebuilt from the log like every other.
+
+- `find_assets`: one row per asset (the first event that made it), with what the search
+  filters and shows (layer, operation, media type, actor, when) and its 64-bit perceptual
+  hash, whole and cut into four 16-bit chunks, each indexed: the multi-index hashing
+  structure behind `like:` (see core.find.hamming).
+- `find_params`: typed parameter rows, one per recipe entry of every event that made an
+  asset (numbers in `num`, text lower-cased in `txt`), indexed by (name, value) for
+  equality and ranges.
+- `find_texts`: the prompts and negative prompts of those recipes (imported tools'
+  included), with a full-text index: an FTS5 table on SQLite, a stored tsvector with a
+  GIN index on PostgreSQL.
+
+Migration 0007 builds them in a store; the DDL below builds the full-text part when the
+tables are created from the models (the private database of time travel).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import DDL, BigInteger, Column, Index, Text, event
+from sqlmodel import Field, SQLModel
+
+from strata.core.projections.base import table
+
+# Longer text parameters are cut here: they are for equality and prefix matches, and
+# PostgreSQL's B-tree refuses entries over about 2,700 bytes.
+MAX_TEXT_VALUE = 500
+
+
+class FindAssetRow(SQLModel, table=True):
+    __tablename__ = "find_assets"
+
+    digest: str = Field(primary_key=True, max_length=71)
+    position: int = Field(sa_type=BigInteger, index=True)
+    layer: str = Field(max_length=40, index=True)
+    operation: str = Field(max_length=80)
+    media_type: str = Field(max_length=100)
+    actor: str | None = Field(default=None, max_length=200, index=True)
+    made: str = Field(max_length=40, index=True)  # the event's recorded_at (ISO, UTC)
+    phash: int | None = Field(default=None, sa_type=BigInteger)  # signed 64-bit
+    ph0: int | None = Field(default=None, index=True)
+    ph1: int | None = Field(default=None, index=True)
+    ph2: int | None = Field(default=None, index=True)
+    ph3: int | None = Field(default=None, index=True)
+
+
+class FindParamRow(SQLModel, table=True):
+    __tablename__ = "find_params"
+    __table_args__ = (
+        Index("ix_find_params_num", "name", "num", "digest"),
+        Index("ix_find_params_txt", "name", "txt", "digest"),
+    )
+
+    digest: str = Field(primary_key=True, max_length=71)
+    position: int = Field(primary_key=True, sa_type=BigInteger)
+    name: str = Field(primary_key=True, max_length=200)
+    num: float | None = None
+    txt: str | None = Field(default=None, max_length=MAX_TEXT_VALUE)
+
+
+class FindTextRow(SQLModel, table=True):
+    __tablename__ = "find_texts"
+
+    digest: str = Field(primary_key=True, max_length=71)
+    position: int = Field(primary_key=True, sa_type=BigInteger)
+    key: str = Field(primary_key=True, max_length=200)  # the recipe key: prompt, passes.2.prompt
+    kind: str = Field(max_length=20)  # prompt or negative
+    text: str = Field(sa_column=Column(Text, nullable=False))
+
+
+# The same statements as migration 0007's.
+_SQLITE_FTS = (
+    "CREATE VIRTUAL TABLE find_texts_fts USING fts5("
+    "text, content='find_texts', content_rowid='rowid', tokenize='unicode61')",
+    "CREATE TRIGGER find_texts_ai AFTER INSERT ON find_texts BEGIN "
+    "INSERT INTO find_texts_fts(rowid, text) VALUES (new.rowid, new.text); END",
+    "CREATE TRIGGER find_texts_ad AFTER DELETE ON find_texts BEGIN "
+    "INSERT INTO find_texts_fts(find_texts_fts, rowid, text) "
+    "VALUES ('delete', old.rowid, old.text); END",
+)
+_POSTGRES_FTS = (
+    "ALTER TABLE find_texts ADD COLUMN tsv tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED",
+    "CREATE INDEX ix_find_texts_tsv ON find_texts USING gin (tsv)",
+)
+for _statement in _SQLITE_FTS:
+    event.listen(table(FindTextRow), "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in _POSTGRES_FTS:
+    event.listen(table(FindTextRow), "after_create",
+                 DDL(_statement).execute_if(dialect="postgresql"))
+
+FIND_TABLES = (FindAssetRow, FindParamRow, FindTextRow)
