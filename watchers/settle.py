@@ -18,11 +18,13 @@ never taken: they are what an atomic save or a download is written to first.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from watchdog.events import (
     FileClosedEvent,
@@ -234,3 +236,19 @@ def watch(
     finally:
         observer.stop()
         observer.join()
+
+
+def until_signalled(run: Callable[[threading.Event], None]) -> None:
+    """Run a watcher until SIGINT or SIGTERM: the file in hand is finished, the rest is
+    found again by the next start."""
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
