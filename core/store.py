@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from strata.core import layers
 from strata.core.config import S3BlobLocation, Settings
-from strata.core.errors import InvalidInput, StoreNotInitialised
+from strata.core.errors import StoreNotInitialised
 from strata.core.ledger.log import Ledger
 from strata.core.projections.builtin import BUILTIN_PROJECTIONS
 from strata.core.projections.runner import ProjectionRunner
@@ -21,9 +21,15 @@ from strata.core.storage.local import LocalBlobStore
 def make_blob_store(settings: Settings) -> BlobStore:
     location = settings.blob_location
     if isinstance(location, S3BlobLocation):
-        raise InvalidInput(
-            "STRATA_BLOB_URL names an S3 bucket, but the S3 blob store is not implemented "
-            "yet in this version of Strata; unset it or point it at a folder"
+        # Imported here: boto3 costs a read command that never touches a blob its start-up.
+        from strata.core.storage.s3 import S3BlobStore
+
+        return S3BlobStore(
+            location.bucket,
+            location.prefix,
+            spool=settings.resolved_home / "spool",
+            max_image_pixels=settings.max_image_pixels,
+            max_bytes=settings.max_upload_bytes,
         )
     return LocalBlobStore(
         location.folder,

@@ -55,12 +55,17 @@ def test_an_s3_url_names_a_bucket_and_a_prefix(
             _ = settings.objects_dir
 
 
-def test_make_blob_store_refuses_s3_until_it_is_implemented(
+def test_make_blob_store_opens_the_bucket_of_an_s3_url(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from strata.core.storage.s3 import S3BlobStore
+
     settings = from_environment(monkeypatch, tmp_path / "home", "s3://media-assets/strata")
-    with pytest.raises(InvalidInput, match="S3 blob store is not implemented yet"):
-        make_blob_store(settings)
+    store = make_blob_store(settings)  # opening it reaches no server
+    assert isinstance(store, S3BlobStore)
+    assert (store.bucket, store.prefix) == ("media-assets", "strata")
+    assert store.key_of("sha256:" + "ab" * 32) == "strata/ab/" + "ab" * 31
+    assert store.spool == tmp_path / "home" / "spool"
 
 
 @pytest.mark.parametrize(("url", "message"), [
