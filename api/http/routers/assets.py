@@ -36,6 +36,7 @@ CHUNK = 1024 * 1024
 UPLOAD_TYPES = ("application/octet-stream", "image/", "video/", "audio/", "multipart/form-data")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+SEARCH_PAGE = 500
 
 
 class AssetCard(BaseModel):
@@ -95,12 +96,16 @@ class Graph(BaseModel):
 
 
 def _search(strata: Strata, query: str) -> frozenset[str]:
-    """The digests a find query (issue 21's language, `strata.core.find`) matches."""
+    """Every digest a find query (docs/find.md, `strata.core.find`) matches."""
     if importlib.util.find_spec("strata.core.find") is None:
         raise InvalidInput("search is not available yet (q needs strata.core.find)")
-    from strata.core import find  # type: ignore[attr-defined]
-
-    return frozenset(find.digests(strata, query))
+    find = importlib.import_module("strata.core.find")
+    found: set[str] = set()
+    while True:  # every match, a page at a time: the other filters apply to all of them
+        page = find.search(strata, query, limit=SEARCH_PAGE, offset=len(found))
+        found.update(row.digest for row in page.rows)
+        if not page.rows or len(found) >= page.total:
+            return frozenset(found)
 
 
 @router.get("", response_model=AssetPage)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from strata.api.http.deps import StrataDep, http_settings
 from strata.core.ledger.events import RecordedEvent
+from strata.core.ledger.notify import EventWaiter
 from strata.core.service import Strata
 
 router = APIRouter(prefix="/events", tags=["events"])
@@ -91,8 +92,9 @@ def stream_events(
 
 async def _follow(strata: Strata, position: int, poll: float,
                   keepalive: float) -> AsyncIterator[str]:
-    # Polls the log's head: the ledger offers no wake-up on new events (yet). Starlette
-    # ends this generator when the client goes away.
+    # The ledger's waiter wakes on PostgreSQL's NOTIFY (polling is only its fallback) and
+    # polls the head on SQLite. Starlette ends this generator when the client goes away.
+    waiter = EventWaiter(strata.store.engine, poll_seconds=poll)
     quiet_since = time.monotonic()
     yield "retry: 1000\n\n"
     while True:
@@ -107,7 +109,9 @@ async def _follow(strata: Strata, position: int, poll: float,
         if time.monotonic() - quiet_since >= keepalive:
             yield ": keep-alive\n\n"
             quiet_since = time.monotonic()
-        await asyncio.sleep(poll)
+        # Short waits: a thread outlives a client that left by one wait at most.
+        wait = min(1.0, max(keepalive - (time.monotonic() - quiet_since), 0.01))
+        await asyncio.to_thread(waiter.wait, position - 1, wait)
 
 
 def _page(strata: Strata, position: int) -> list[RecordedEvent]:
