@@ -63,10 +63,12 @@ class Inbox:
         self.move_to = move_to
         self.timing = timing or Timing()
         self._taken: dict[Path, Signature] = {}  # what each file was when it was handled
+        self.started = threading.Event()  # set once watching (after reconciling)
 
     def run(self, stop: threading.Event) -> None:
         """Import until `stop` is set (the batch in hand is finished first)."""
-        watch(self.folder, self.timing, stop, self.reconcile, self.take)
+        watch(self.folder, self.timing, stop, self.reconcile, self.take,
+              started=self.started)
 
     def reconcile(self, present: Sequence[Path]) -> list[Path]:
         """The files already in the inbox that still need importing; those imported

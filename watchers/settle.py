@@ -206,6 +206,7 @@ def watch(
     reconcile: Callable[[list[Path]], Iterable[Path]],
     take: Callable[[list[Path]], None],
     batch: int = 500,
+    started: threading.Event | None = None,
 ) -> None:
     """Watch the top level of `folder` until `stop` is set.
 
@@ -213,7 +214,7 @@ def watch(
     returns those still to be taken (so nothing written meanwhile is missed); `take` is
     given the finished files, at most `batch` at a time. On `stop`, the batch in hand is
     finished and the observer stopped; files not yet taken are found again by the next
-    start's reconciliation.
+    start's reconciliation. `started` is set once the files already there are reconciled.
     """
     folder = folder.resolve()
     settler = Settler(timing)
@@ -224,6 +225,8 @@ def watch(
     try:
         for path in reconcile(candidates(folder)):
             settler.saw(path)
+        if started is not None:
+            started.set()
         while not stop.is_set():
             ready = settler.settled()
             if not ready:

@@ -142,10 +142,12 @@ class Workspace:
         self.report = report
         self.timing = timing or Timing()
         self._taken: dict[Path, Signature] = {}
+        self.started = threading.Event()  # set once watching (after reconciling)
 
     def run(self, stop: threading.Event) -> None:
         """Record saves until `stop` is set (the file in hand is finished first)."""
-        watch(self.folder, self.timing, stop, self.reconcile, self.take, batch=1)
+        watch(self.folder, self.timing, stop, self.reconcile, self.take, batch=1,
+              started=self.started)
 
     def reconcile(self, present: Sequence[Path]) -> list[Path]:
         """The files whose change since the last run is not yet recorded."""
