@@ -107,10 +107,11 @@ class _Parser:
             if self._keyword("AND"):
                 if not nodes:
                     raise self._error(3, "AND needs a term before it")
+                keyword_at = self.at
                 self.at += 3
                 self._skip()
                 if self.at >= len(self.text) or self.text[self.at] == ")":
-                    raise self._error(3, "AND needs a term after it", back=3)
+                    raise refuse(self.text, keyword_at, 3, "AND needs a term after it")
                 continue
             nodes.append(self.any_())
         if not nodes:
@@ -127,10 +128,11 @@ class _Parser:
             if not self._keyword("OR"):
                 self.at = save
                 break
+            keyword_at = self.at
             self.at += 2
             self._skip()
             if self.at >= len(self.text) or self.text[self.at] == ")" or self._keyword("OR"):
-                raise self._error(2, "OR needs a term after it", back=2)
+                raise refuse(self.text, keyword_at, 2, "OR needs a term after it")
             nodes.append(self.unary())
         return nodes[0] if len(nodes) == 1 else Any_(tuple(nodes))
 
@@ -167,8 +169,7 @@ class _Parser:
         op = _OPERATOR.match(self.text, field.end()) if field else None
         if field is None or op is None:
             word = _WORD.match(self.text, start)
-            if word is None:  # a quote inside a word: `fo"x`
-                raise self._error(1, "a quote must start a phrase")
+            assert word is not None  # not a quote, a space or a parenthesis: see unary
             self.at = word.end()
             value = word.group()
             if value in FLAGS:
@@ -214,8 +215,8 @@ class _Parser:
         return (self.text.startswith(word, self.at)
                 and (end == len(self.text) or self.text[end].isspace() or self.text[end] in "()"))
 
-    def _error(self, width: int, message: str, back: int = 0) -> InvalidInput:
-        return refuse(self.text, self.at - back, width, message)
+    def _error(self, width: int, message: str) -> InvalidInput:
+        return refuse(self.text, self.at, width, message)
 
 
 def _checked(query: str, term: Term) -> Term:

@@ -329,12 +329,12 @@ class _Compiler:
             else:
                 matched = _p.c.txt == wanted
         elif term.op in (":", "="):
-            number = float(term.value)
-            matched = _p.c.num == number
-            if number.is_integer() and abs(number) > 2**53:
+            matched = _p.c.num == float(term.value)
+            if re.fullmatch(r"[+-]?\d+", term.value) and abs(int(term.value)) > 2**53:
                 # Past 2**53 a double cannot tell neighbouring integers (large seeds)
                 # apart; integers are kept as text too.
-                matched = and_(matched, or_(_p.c.txt.is_(None), _p.c.txt == str(int(number))))
+                matched = and_(matched, or_(_p.c.txt.is_(None),
+                                            _p.c.txt == str(int(term.value))))
         else:
             matched = _compare(_p.c.num, term, float)
         return _a.c.digest.in_(select(_p.c.digest).where(named, matched))

@@ -50,12 +50,19 @@ def _generate(strata: Strata, prompt: str, seeds: list[int], model: ModelRef, ac
     request = GenerationRequested(job_id=jobs.new_job_id(), prompt=prompt, seeds=seeds,
                                   negative_prompt=negative, steps=steps, cfg=cfg, model=model,
                                   branch=branch)
+    return complete(strata, request, seeds, actor)
+
+
+def complete(strata: Strata, request: GenerationRequested, seeds: list[int],
+             actor: str = "ana") -> list[AssetInfo]:
+    """Request a generation as `strata generate` does, and complete it as a worker would
+    (with pictures made by Pillow): its outputs."""
     jobs.request(strata, request)
-    infos = [strata.blobs.ingest_bytes(_png(seed)) for seed in seeds]
+    infos = [strata.blobs.ingest_bytes(_png(seed % 100_000)) for seed in seeds]
     outputs = [ProducedAsset(asset=info, seed=seed, params={"seed": seed})
                for info, seed in zip(infos, seeds, strict=True)]
     strata.record(jobs.stream(request.job_id), [GenerationCompleted(
-        job_id=request.job_id, operation="text-to-image", outputs=outputs, model=model,
+        job_id=request.job_id, operation="text-to-image", outputs=outputs, model=request.model,
         scheduler=SchedulerUsed(name="ddim", class_name="DDIMScheduler", config={}),
         device="cpu", dtype="float32", versions={"strata": "test"},
         timings=Timings(load_s=0.0, generate_s=0.5, store_s=0.0, total_s=0.5))],
