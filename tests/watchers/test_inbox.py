@@ -135,7 +135,6 @@ def test_move_to_moves_imported_files_out(strata: Strata, inbox: Path, tmp_path:
     assert (done / "a.png").read_bytes() == b"an earlier file of that name"
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_a_burst_of_a_thousand_files_is_imported_exactly_once(
         strata: Strata, inbox: Path, tmp_path: Path) -> None:
