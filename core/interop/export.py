@@ -46,6 +46,7 @@ from strata.core.ledger.event_types import DIGEST_PATTERN, Digest, short
 from strata.core.ledger.events import Payload, registry
 from strata.core.projections import views
 from strata.core.provenance.ancestry import Provenance, provenance
+from strata.core.provenance.report import as_json
 from strata.core.service import Strata, asset_stream
 from strata.core.storage.files import fsync_dir
 
@@ -305,7 +306,7 @@ def export(strata: Strata, asset_ref: str, path: Path, fmt: str | None = None,
                            "the file as stored, with a JSON sidecar")
 
     found = provenance(strata, digest)
-    provenance_json = json.dumps(found.to_json(), ensure_ascii=False, sort_keys=True)
+    provenance_json = as_json(found)
     parameters = a1111_parameters(found)
     sidecar: Path | None = None
     if still:

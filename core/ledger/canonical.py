@@ -11,6 +11,8 @@ import hashlib
 import json
 from typing import Any
 
+import orjson
+
 from strata.core.errors import InvalidInput
 
 # One encoder for the process: json.dumps with non-default options builds a new encoder
@@ -27,6 +29,17 @@ def canonical_json(value: Any) -> str:
         raise InvalidInput(f"event data cannot be stored as canonical JSON: {exc}") from exc
     except TypeError as exc:
         raise InvalidInput(f"event data is not JSON-serialisable: {exc}") from exc
+
+
+def parse_json(text: str | bytes) -> Any:
+    """JSON read back from the log: orjson, two to three times faster than the standard
+    parser on event data (a rebuild and a large provenance decode every event), and the
+    standard parser for what orjson refuses but the log may hold (integers beyond 64
+    bits). Both give the same values, so a re-encoded event hashes the same."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def sha256_hex(text: str) -> str:

@@ -7,7 +7,6 @@ in commit order, which lets a reader that follows positions never miss an event.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, Row, Select, func, select
 
 from strata.core.errors import ConcurrencyError, DuplicateEvent, InvalidInput
-from strata.core.ledger.canonical import canonical_json, sha256_hex
+from strata.core.ledger.canonical import canonical_json, parse_json, sha256_hex
 from strata.core.ledger.events import GENESIS_HASH, NewEvent, RecordedEvent, registry
 from strata.core.storage.db import driver_sql, is_sqlite, write_transaction
 from strata.core.storage.schema import EventRow
@@ -145,10 +144,10 @@ def row_to_event(row: Row | tuple, meta_cache: dict[str, Any] | None = None) -> 
     """
     position, event_id, stream, version, type_, schema, data, meta_text = row[:8]
     if meta_cache is None:
-        meta = json.loads(meta_text)
+        meta = parse_json(meta_text)
     elif (meta := meta_cache.get(meta_text)) is None:
         meta_cache.clear()  # keep only the latest: batches are contiguous
-        meta = meta_cache[meta_text] = json.loads(meta_text)
+        meta = meta_cache[meta_text] = parse_json(meta_text)
     return RecordedEvent(
         position=position,
         event_id=event_id,
@@ -156,7 +155,7 @@ def row_to_event(row: Row | tuple, meta_cache: dict[str, Any] | None = None) -> 
         version=version,
         type=type_,
         schema=schema,
-        data=json.loads(data),
+        data=parse_json(data),
         meta=meta,
         recorded_at=row[8],
         prev_hash=row[9],
