@@ -33,7 +33,7 @@ export async function showBranches(main) {
 /** Draws one branch; returns a function that redraws it (after a rollback, a live event). */
 export async function showBranch(main, name) {
   const draw = async (message) => {
-    const { branch, moves } = await getJson(`branches/${encodeURIComponent(name)}`);
+    const branch = await getJson(`branches/${encodeURIComponent(name)}`);
     const reason = el("input", { id: "rollback-reason", name: "reason", type: "text",
       placeholder: "why (optional)" });
     const status = el("div", { class: "action-status", "aria-live": "polite" },
@@ -50,10 +50,10 @@ export async function showBranch(main, name) {
       }
     };
     // Most recent first; every earlier head can be gone back to.
-    const items = [...moves].reverse().map((move) => el("li", {
+    const items = [...branch.moves].reverse().map((move) => el("li", {
       class: move.head === branch.head ? "move current" : "move", "data-head": move.head || "",
     },
-    el("span", { class: "action" }, move.action), " ", assetLink(move.head),
+    el("span", { class: "action" }, move.action.replace("_", " ")), " ", assetLink(move.head),
     move.previous_head ? [" from ", el("code", {}, shortDigest(move.previous_head))] : null,
     move.reason ? el("q", {}, move.reason) : null, " ", time(move.recorded_at),
     " ", el("span", { class: "position" }, `#${move.position}`),

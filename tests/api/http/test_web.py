@@ -1,0 +1,223 @@
+"""The web page in a real browser: Debian's headless Chromium driven by Playwright, against
+a real server on a loopback port over a SQLite store with real assets.
+
+The browser is never downloaded: without /usr/bin/chromium these tests skip, or fail when
+CI=true (CI installs it). Screenshots go to $STRATA_TEST_ARTIFACTS when set, else to the
+test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from strata.core.decisions import branches
+from strata.core.projections import views
+from strata.core.projections.lineage import walk
+from strata.core.service import Strata
+from tests.helpers import png_bytes
+
+CHROMIUM = Path("/usr/bin/chromium")
+WAIT_MS = 15_000  # generous: the page answers in well under a second on a quiet machine
+
+
+@pytest.fixture
+def backend() -> str:
+    """The browser tests need one real store, not both backends (the API's own tests cover
+    PostgreSQL): this overrides the suite's parametrised backend."""
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.is_file():
+        message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: Any, request: pytest.FixtureRequest,
+         tmp_path: Path) -> Iterator[Any]:
+    """A fresh page; JavaScript errors fail the test; a screenshot is saved at the end.
+
+    It depends on `live_server` so that it closes first: the page holds the event stream
+    open, and the server waits for open connections when it stops."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    folder = Path(os.environ.get("STRATA_TEST_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    opened.screenshot(path=str(folder / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@dataclass
+class Family:
+    """root → a, root → b; (a source, b mask) → child; child → grandchild; plus a loner."""
+
+    root: str
+    a: str
+    b: str
+    child: str
+    grandchild: str
+    loner: str
+
+    @property
+    def all(self) -> list[str]:
+        return [self.root, self.a, self.b, self.child, self.grandchild, self.loner]
+
+
+def add_png(strata: Strata, folder: Path, seed: int,
+            parents: list[tuple[str, str]] | None = None) -> str:
+    path = folder / f"picture-{seed}.png"
+    path.write_bytes(png_bytes(seed))
+    event = strata.add_files([path], parents or [])[0]
+    data = event.data
+    return str(data["output"]["asset"]["digest"] if "output" in data
+               else data["asset"]["digest"])
+
+
+@pytest.fixture
+def family(live_server: Any, tmp_path: Path) -> Family:
+    strata: Strata = live_server.strata
+    root = add_png(strata, tmp_path, 1)
+    a = add_png(strata, tmp_path, 2, [(root, "source")])
+    b = add_png(strata, tmp_path, 3, [(root, "source")])
+    child = add_png(strata, tmp_path, 4, [(a, "source"), (b, "mask")])
+    grandchild = add_png(strata, tmp_path, 5, [(child, "source")])
+    loner = add_png(strata, tmp_path, 6)
+    return Family(root, a, b, child, grandchild, loner)
+
+
+def lineage_in_database(strata: Strata, digest: str) -> set[str]:
+    """The assets of the lineage graph of `digest`: it, its ancestors, its descendants."""
+    with strata.view() as conn:
+        edges = walk(conn, digest, "up") + walk(conn, digest, "down")
+    return {digest} | {e.input_digest for e in edges} | {e.output_digest for e in edges}
+
+
+def rendered(page: Any, selector: str, attribute: str) -> set[str]:
+    return set(page.eval_on_selector_all(
+        selector, f"nodes => nodes.map(n => n.getAttribute({attribute!r}))"))
+
+
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    """For the database side of an action the page started (the page is waited on by
+    Playwright); polls, with a deadline only so that a broken build cannot hang."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_gallery_shows_every_asset_with_its_thumbnail(
+        page: Any, live_server: Any, family: Family) -> None:
+    page.goto(live_server.url + "/")
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 6")
+
+    assert rendered(page, ".gallery .card", "data-digest") == set(family.all)
+    # Newest first, as the API lists them.
+    assert page.get_attribute(".gallery .card", "data-digest") == family.loner
+    # Every thumbnail was served and decoded by the browser (an <img> that failed is
+    # replaced by a placeholder, and one still loading has no natural width).
+    page.wait_for_function(
+        "[...document.querySelectorAll('.gallery .card img')]"
+        ".every(img => img.complete && img.naturalWidth > 0)")
+    assert page.locator(".gallery .card img").count() == 6
+    assert page.locator(".gallery .card img:not([alt])").count() == 0
+    assert "1\N{EN DASH}6 of 6" in page.inner_text(".pager")
+
+
+def test_gallery_filter_narrows_the_list(page: Any, live_server: Any, family: Family) -> None:
+    page.goto(live_server.url + "/")
+    page.wait_for_selector(".gallery .card")
+    page.select_option("#f-layer", "import")  # applies at once, kept in the address
+
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 2")
+    assert rendered(page, ".gallery .card", "data-digest") == {family.root, family.loner}
+    assert "layer=import" in page.url
+
+
+def test_asset_page_draws_the_lineage_graph_from_the_database(
+        page: Any, live_server: Any, family: Family) -> None:
+    expected = lineage_in_database(live_server.strata, family.child)
+    assert len(expected) == 5  # all but the loner: ancestors on two paths, a descendant
+
+    page.goto(f"{live_server.url}/#/asset/{family.child}")
+    page.wait_for_selector("svg.lineage .node")
+
+    assert rendered(page, "svg.lineage .node", "data-digest") == expected
+    assert page.locator("svg.lineage .node").count() == len(expected)
+    assert page.get_attribute("svg.lineage .node.current", "data-digest") == family.child
+    roles = page.eval_on_selector_all("svg.lineage .edge .role",
+                                      "nodes => nodes.map(n => n.textContent)")
+    assert "source" in roles and "mask" in roles
+    # Thumbnails at the nodes (audio has none; these are all pictures).
+    assert page.locator("svg.lineage .node image").count() == len(expected)
+    page.wait_for_function("!document.querySelector('#provenance .loading')"
+                           " && document.querySelector('#provenance pre').textContent.length")
+    assert page.locator("#provenance .error").count() == 0
+
+    # Clicking a node goes to that asset.
+    page.click(f"svg.lineage .node[data-digest='{family.grandchild}']")
+    page.wait_for_selector(f"svg.lineage .node.current[data-digest='{family.grandchild}']")
+    assert family.grandchild in page.url
+
+
+def test_a_new_asset_appears_live_without_a_reload(
+        page: Any, live_server: Any, family: Family, tmp_path: Path) -> None:
+    page.goto(live_server.url + "/")
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 6")
+    page.wait_for_selector("#live[data-state='open']")  # following the stream
+    page.evaluate("window.notReloaded = true")
+
+    fresh = add_png(live_server.strata, tmp_path, 99, [(family.grandchild, "source")])
+
+    page.wait_for_selector(f".gallery .card[data-digest='{fresh}']")
+    assert page.evaluate("window.notReloaded") is True
+    assert page.get_attribute(".gallery .card", "data-digest") == fresh
+    assert "New asset" in page.inner_text("#announce")
+
+
+def test_rollback_from_the_branch_page_moves_the_head(
+        page: Any, live_server: Any, family: Family) -> None:
+    strata: Strata = live_server.strata
+    branches.create(strata, "look-dev", family.a)
+    branches.advance(strata, "look-dev", family.child)
+    branches.advance(strata, "look-dev", family.grandchild)
+
+    page.goto(f"{live_server.url}/#/branch/look-dev")
+    page.wait_for_selector(".history .move")
+    assert page.locator(".history .move").count() == 3
+    page.click(f".history .move[data-head='{family.a}'] button.rollback")
+
+    def head() -> str | None:
+        with strata.view() as conn:
+            row = views.branch(conn, "look-dev")
+        assert row is not None
+        return row["head"]
+
+    wait_until(lambda: head() == family.a, "the branch head to move back")
+    # The page shows the new head and the rollback in its history.
+    page.wait_for_selector(f".history .move.current[data-head='{family.a}']")
+    assert page.locator(".history .move").count() == 4
+    assert "rolled back" in page.inner_text(".history .move >> nth=0")
