@@ -258,9 +258,12 @@ def content(request: Request, strata: StrataDep, ref: str) -> Response:
     if wanted and (wanted.strip() == "*" or etag in [t.strip().removeprefix("W/")
                                                       for t in wanted.split(",")]):
         return Response(status_code=304, headers=headers)
-    span = _range(request.headers.get("range"), size)
+    asked = request.headers.get("range")
+    span = _range(asked, size)
     if span is None:
-        if isinstance(strata.blobs, LocalBlobStore):
+        # FileResponse (sendfile where the server has it) would act on a Range header
+        # itself; one this route ignores is not shown to it.
+        if isinstance(strata.blobs, LocalBlobStore) and asked is None:
             return FileResponse(strata.blobs.path_of(digest), media_type=media_type,
                                 headers={**headers, "Content-Length": str(size)})
         return StreamingResponse(_read(strata, digest, 0, size), media_type=media_type,
