@@ -101,10 +101,12 @@ class S3BlobStore(BlobStore):
 
     @cached_property
     def client(self) -> Any:  # botocore builds the client's class at run time
-        # Made on first use, so that opening a store costs no connection and no session.
+        # Made on first use, so that opening a store costs no connection; in a session of
+        # its own, which reads the environment and config files now (boto3's default
+        # session keeps the credentials it found first).
         config = Config(retries={"max_attempts": 3, "mode": "standard"},
                         connect_timeout=10, read_timeout=60)
-        return boto3.client("s3", config=config)
+        return boto3.session.Session().client("s3", config=config)
 
     @property
     def url(self) -> str:
