@@ -46,7 +46,6 @@ class _Listener:
         self.changed = threading.Condition()
         self.connected = threading.Event()
         self.backend_pid: int | None = None  # of the listening connection (for tests)
-        self._closed = False
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"strata-listen-{channel}")
         self._thread.start()
@@ -58,36 +57,36 @@ class _Listener:
 
     def wait_change(self, generation: int, timeout: float) -> None:
         with self.changed:
-            self.changed.wait_for(lambda: self.generation != generation or self._closed,
+            self.changed.wait_for(lambda: self.generation != generation,
                                   timeout)
-
-    def close(self) -> None:
-        self._closed = True
-        self.bump()
 
     def _run(self) -> None:
         import psycopg
         from psycopg import sql
 
         pause = _RECONNECT_SECONDS[0]
-        while not self._closed:
+        failing = False  # said once per outage, not at every attempt to reconnect
+        while True:  # for the life of the process (a daemon thread)
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     self.backend_pid = conn.info.backend_pid
                     self.connected.set()
-                    pause = _RECONNECT_SECONDS[0]
+                    if failing:
+                        log.warning("listening for new events on %s again", self.channel)
+                    pause, failing = _RECONNECT_SECONDS[0], False
                     self.bump()  # whatever was appended while not listening: look now
-                    while not self._closed:
+                    while True:
                         for _ in conn.notifies(timeout=1.0):
                             self.bump()
             except psycopg.Error as error:
-                log.warning("listening for new events on %s failed (%s); polling every "
-                            "%.0fs until it reconnects", self.channel, error, FALLBACK_SECONDS)
+                if not failing:
+                    log.warning("listening for new events on %s failed (%s); waiters poll "
+                                "until it reconnects", self.channel, error)
+                failing = True
             self.connected.clear()
-            if not self._closed:
-                time.sleep(pause)
-                pause = min(pause * 2, _RECONNECT_SECONDS[1])
+            time.sleep(pause)
+            pause = min(pause * 2, _RECONNECT_SECONDS[1])
 
 
 class EventWaiter:
@@ -143,10 +142,7 @@ class EventWaiter:
                 return head
             next_look = min(remaining, self.poll_seconds)
             if listener is None:
-                if stop is None:
-                    time.sleep(next_look)
-                else:
-                    stop.wait(next_look)
+                pause(next_look, stop)
                 continue
             look_at = time.monotonic() + next_look
             while listener.generation == generation and time.monotonic() < look_at:
@@ -156,3 +152,12 @@ class EventWaiter:
                 if stop is not None:
                     slice_ = min(slice_, STOP_CHECK_SECONDS)
                 listener.wait_change(generation, max(slice_, 0.0))
+
+
+def pause(seconds: float, stop: threading.Event | None = None) -> None:
+    """Sleep up to `seconds`, ending soon after `stop` is set, without waiting on `stop`
+    itself: a signal handler that sets it could otherwise land while this thread holds the
+    event's internal lock, and wait for it for ever."""
+    deadline = time.monotonic() + seconds
+    while not (stop is not None and stop.is_set()) and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, STOP_CHECK_SECONDS))

@@ -8,6 +8,13 @@ heartbeating; once its lease expires another worker appends the next `job.starte
 takes the job over. The result (`<layer>.completed` or `job.failed`) is appended at the
 version of the worker's own `job.started`, so a worker that lost its job, or a job that
 was cancelled meanwhile, can never record a second result.
+
+Claims are safe under any contention without row locks: `job.started` is appended at the
+version the worker read, under the log's write lock (an advisory lock on PostgreSQL), so
+of several workers racing for one job exactly one claim commits and the others get a
+ConcurrencyError and move on to the next job. An idle worker sleeps on an EventWaiter:
+on PostgreSQL a new request wakes it at once (LISTEN/NOTIFY); it still looks every
+`poll_seconds` for what no event announces (a retry falling due, a lease running out).
 """
 
 from __future__ import annotations
@@ -19,7 +26,6 @@ import os
 import signal
 import socket
 import threading
-import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,6 +54,7 @@ from strata.core.ledger.event_types import (
 )
 from strata.core.ledger.events import Payload, RecordedEvent
 from strata.core.ledger.log import retry_on_conflict, utc_iso
+from strata.core.ledger.notify import EventWaiter, pause
 from strata.core.projections.base import table, upsert
 from strata.core.runtime.executor import Executor, JobContext, JobInterrupted, Progress
 from strata.core.runtime.jobs import stream
@@ -85,6 +92,7 @@ class Worker:
         backoff_seconds: float = 2.0,
         max_backoff_seconds: float = 300.0,
         on_progress: Progress | None = None,
+        waiter: EventWaiter | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise InvalidInput("the lease must be longer than 0 seconds")
@@ -96,6 +104,8 @@ class Worker:
         self.backoff_seconds = backoff_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self.on_progress = on_progress
+        self.waiter = waiter or EventWaiter(strata.store.engine)
+        self.running: JobContext | None = None  # the job this worker runs now
         # Set when Ctrl-C reached this process (see `run_here`): a library that turns the
         # KeyboardInterrupt into an error of its own must not fail the job.
         self.interrupt_requested = threading.Event()
@@ -189,31 +199,68 @@ class Worker:
         from strata.core.runtime.jobs import FINISHED, get
 
         while True:
+            head = self.waiter.head()  # before looking: what is appended after wakes us
             self.work_once(job_id)
             row = get(self.strata, job_id)
             if row["status"] in FINISHED:
                 return row
-            time.sleep(self.poll_seconds)
+            self.waiter.wait(head, self.poll_seconds)
 
     def serve(self, stop: threading.Event, until_idle: bool = False) -> int:
         """Run jobs until `stop` is set (or, with `until_idle`, until none is left)."""
         done = 0
         while not stop.is_set():
             try:
+                head = self.waiter.head()  # before looking: a request appended after wakes us
                 worked = self.work_once()
             except SQLAlchemyError as error:
                 # The database went away for a moment: a daemon waits and tries again;
                 # any job it held is taken over once its lease runs out.
                 log.error("worker %s: database error, retrying: %s", self.name, error)
-                stop.wait(max(self.poll_seconds, 1.0))
+                pause(max(self.poll_seconds, 1.0), stop)
                 continue
             if worked:
                 done += 1
             elif until_idle:
                 return done
             else:
-                stop.wait(self.poll_seconds)
+                try:
+                    self.waiter.wait(head, self.poll_seconds, stop)
+                except SQLAlchemyError:
+                    continue  # said and waited for by the next look
         return done
+
+    def serve_until_signalled(self, grace_seconds: float, until_idle: bool = False) -> int:
+        """`serve` until SIGTERM or Ctrl-C: then no new job is taken, and the running one
+        has `grace_seconds` to finish; after that it is interrupted at its next step and
+        handed back (its lease dropped), so another worker takes it over at once."""
+        if grace_seconds < 0:
+            raise InvalidInput("the grace period cannot be negative")
+        stop, served = threading.Event(), threading.Event()
+        guard = threading.Thread(target=self._interrupt_after_grace,
+                                 args=(stop, served, grace_seconds), daemon=True,
+                                 name="shutdown-grace")
+        guard.start()
+        try:
+            # Only an Event.set in the handler: the main thread never waits on `stop`'s
+            # own lock (see notify.pause), so setting it from a handler cannot deadlock.
+            with _handling_signals(lambda _signum, _frame: stop.set()):
+                return self.serve(stop, until_idle)
+        finally:
+            served.set()
+            stop.set()
+            guard.join()
+
+    def _interrupt_after_grace(self, stop: threading.Event, served: threading.Event,
+                               grace_seconds: float) -> None:
+        stop.wait()
+        if served.wait(grace_seconds):
+            return
+        running = self.running
+        if running is not None:
+            log.warning("worker %s: job %s did not finish within the %gs grace period; "
+                        "handing it back", self.name, running.job_id, grace_seconds)
+            running.interrupted.set()
 
     def run(self, layer: str, ctx: JobContext, started_version: int) -> RecordedEvent | None:
         executor = self.executors[layer]
@@ -223,6 +270,7 @@ class Worker:
             name=f"heartbeat-{ctx.job_id[:8]}",
         )
         heartbeat.start()
+        self.running = ctx
         try:
             result = executor.run(ctx)
         except JobInterrupted:
@@ -239,6 +287,7 @@ class Worker:
                 raise KeyboardInterrupt from error
             return self._record_failure(ctx, started_version, error)
         finally:
+            self.running = None
             stop_heartbeat.set()
             heartbeat.join()
         try:
@@ -378,22 +427,32 @@ def run_here(strata: Strata, job_id: str, on_progress: Progress | None = None) -
 
 
 @contextlib.contextmanager
-def _noting_interrupts(worker: Worker) -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt as usual, and the worker is told it came, even when a
-    library catches the interrupt and raises something else (the cause chain is then lost)."""
+def _handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """`handler` for Ctrl-C (SIGINT) and SIGTERM (a service manager stopping the worker)
+    while the block runs; the previous handlers after."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers belong to the main thread
         return
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, earlier in previous.items():
+            signal.signal(sig, earlier)
+
+
+@contextlib.contextmanager
+def _noting_interrupts(worker: Worker) -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) raises KeyboardInterrupt, and the worker is told it came, even
+    when a library catches the interrupt and raises something else (the cause chain is
+    then lost)."""
 
     def on_interrupt(signum: int, frame: Any) -> None:
         worker.interrupt_requested.set()
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
+    with _handling_signals(on_interrupt):
         yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _what_became_of(row: Mapping[str, Any], here: str) -> str:
