@@ -8,8 +8,10 @@ test's temporary folder.
 
 from __future__ import annotations
 
+import io
 import os
 import time
+import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from strata.core.auth import tokens
 from strata.core.decisions import branches
 from strata.core.projections import views
 from strata.core.projections.lineage import walk
@@ -221,3 +224,79 @@ def test_rollback_from_the_branch_page_moves_the_head(
     page.wait_for_selector(f".history .move.current[data-head='{family.a}']")
     assert page.locator(".history .move").count() == 4
     assert "rolled back" in page.inner_text(".history .move >> nth=0")
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(b"\x00\x10" * round(seconds * rate))
+    return buffer.getvalue()
+
+
+def add_bytes(strata: Strata, path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(strata.add_files([path])[0].data["asset"]["digest"])
+
+
+@pytest.mark.parametrize("kind", ["audio", "video"])
+def test_audio_and_video_play_in_place(
+        page: Any, live_server: Any, tmp_path: Path, kind: str) -> None:
+    if kind == "audio":
+        digest = add_bytes(live_server.strata, tmp_path / "tone.wav", wav_bytes())
+    else:
+        from PIL import Image
+
+        from strata.core.av import encode_mp4
+
+        frames = [Image.new("RGB", (64, 64), (i * 20, 80, 160)) for i in range(8)]
+        digest = add_bytes(live_server.strata, tmp_path / "clip.mp4",
+                           encode_mp4(frames, 8, (64, 64)))
+
+    page.goto(f"{live_server.url}/#/asset/{digest}")
+    player = page.wait_for_selector(f"figure.media {kind}[controls]")
+    # The browser read the stream's header from /content (HAVE_METADATA) and can play it.
+    page.wait_for_function(f"document.querySelector('figure.media {kind}').readyState >= 1")
+    assert player.evaluate("media => media.duration") == pytest.approx(0.5 if kind == "audio"
+                                                                      else 1.0, abs=0.15)
+    assert player.evaluate("media => media.play().then(() => !media.paused)") is True
+
+
+def test_search_box_asks_the_api_and_shows_its_error(
+        page: Any, live_server: Any, family: Family) -> None:
+    page.goto(live_server.url + "/")
+    page.wait_for_selector(".gallery .card")
+    page.fill("#f-q", "layer:import")
+    page.press("#f-q", "Enter")
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 2")
+    assert rendered(page, ".gallery .card", "data-digest") == {family.root, family.loner}
+
+    page.fill("#f-q", "rating>>")
+    page.press("#f-q", "Enter")
+    error = page.wait_for_selector(".results .error")
+    assert "Search failed" in error.inner_text()
+    assert page.locator(".gallery .card").count() == 0
+
+
+def test_a_token_is_asked_for_once_kept_and_sent(
+        page: Any, live_server: Any, family: Family) -> None:
+    _, secret = tokens.create(live_server.strata.store.engine, ["read"], "viewer")
+
+    page.goto(live_server.url + "/")
+    page.wait_for_selector("#token-dialog[open]")  # the API answered 401
+    page.fill("#token-input", secret)
+    page.click("#token-dialog button[value=ok]")
+
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 6")
+    # Thumbnails (an <img> cannot send headers) came with ?access_token=.
+    page.wait_for_function(
+        "[...document.querySelectorAll('.gallery .card img')]"
+        ".every(img => img.complete && img.naturalWidth > 0)")
+    page.wait_for_selector("#live[data-state='open']")
+    assert page.evaluate("localStorage.getItem('strata.token')") == secret
+
+    page.reload()  # kept: not asked again
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 6")
+    assert page.locator("#token-dialog[open]").count() == 0
