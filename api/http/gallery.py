@@ -89,3 +89,15 @@ def operations(conn: Connection, digests: list[str]) -> dict[str, str]:
                               .where(d.c.output_digest.in_(digests))
                               .group_by(d.c.output_digest)).all()) if digests else {}
     return {digest: found.get(digest, "import") for digest in digests}
+
+
+def nodes(conn: Connection, digests: list[str]) -> list[dict[str, Any]]:
+    """Lineage graph nodes: each asset's media type, layer and making operation, in two
+    queries whatever the graph's size."""
+    a = table(AssetRow)
+    rows = {r.digest: r for r in conn.execute(
+        select(a.c.digest, a.c.media_type, a.c.layer).where(a.c.digest.in_(digests)))}
+    made_by = operations(conn, digests)
+    return [{"digest": d, "media_type": rows[d].media_type if d in rows else None,
+             "layer": rows[d].layer if d in rows else None, "operation": made_by[d]}
+            for d in digests]

@@ -22,7 +22,7 @@ from strata.api.http import gallery
 from strata.api.http.deps import StrataDep, WriterDep
 from strata.api.http.problems import HttpProblem, responses
 from strata.api.http.thumbnails import thumbnail
-from strata.core.errors import InvalidInput
+from strata.core.errors import AssetNotFound, InvalidInput
 from strata.core.projections import lineage as queries
 from strata.core.projections import views
 from strata.core.provenance.report import FORMATS
@@ -234,8 +234,9 @@ def show(strata: StrataDep, ref: str, as_of: AsOf = None) -> dict[str, Any]:
     """Everything known about an asset: what `strata show --json` prints."""
     from strata.core.lookup import AssetFound, lookup
 
-    found = lookup(strata, _asset(strata, ref, as_of)["digest"], as_of)
-    assert isinstance(found, AssetFound)  # a whole digest names an asset, never an event
+    found = lookup(strata, ref, as_of)
+    if not isinstance(found, AssetFound):  # the prefix named an event
+        raise AssetNotFound(f"no asset matches {ref!r}")
     return {**dataclasses.asdict(found.details), "recipe": found.recipe,
             "recorded_by": found.created.meta if found.created else None}
 
@@ -331,12 +332,9 @@ def lineage(
             edges += queries.walk(conn, digest, "down", depth)
         digests = sorted({digest} | {e.input_digest for e in edges}
                          | {e.output_digest for e in edges})
-        rows = {d: views.asset_row(conn, d) or {} for d in digests}
-        made_by = gallery.operations(conn, digests)
+        found = gallery.nodes(conn, digests)
     return {
-        "asset": digest, "direction": direction,
-        "nodes": [{"digest": d, "media_type": rows[d].get("media_type"),
-                   "layer": rows[d].get("layer"), "operation": made_by[d]} for d in digests],
+        "asset": digest, "direction": direction, "nodes": found,
         "edges": [{"from": e.input_digest, "to": e.output_digest, "role": e.role,
                    "layer": e.layer, "operation": e.operation}
                   for e in sorted(set(edges), key=lambda e: (e.depth, e.output_digest,
