@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from strata.core import layers
 from strata.core.auth import tokens
 from strata.core.decisions import branches
 from strata.core.projections import views
@@ -153,6 +154,10 @@ def test_gallery_shows_every_asset_with_its_thumbnail(
 def test_gallery_filter_narrows_the_list(page: Any, live_server: Any, family: Family) -> None:
     page.goto(live_server.url + "/")
     page.wait_for_selector(".gallery .card")
+    # Every registered layer is offered (read from the API's job endpoints), and the two
+    # ways an asset is made outside a job.
+    offered = page.eval_on_selector_all("#f-layer option", "options => options.map(o => o.value)")
+    assert set(offered) == {"", "import", "external", *layers.names()}
     page.select_option("#f-layer", "import")  # applies at once, kept in the address
 
     page.wait_for_function("document.querySelectorAll('.gallery .card').length === 2")

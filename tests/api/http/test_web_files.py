@@ -13,7 +13,7 @@ from strata.api.http.routers.web import WEB_ROOT
 
 # `import … from "./x.js"` and `<script src>` / `<link href>`: what the browser fetches.
 IMPORTS = re.compile(r"""^import\s[^"']*["']([^"']+)["']""", re.MULTILINE)
-HTML_REFS = re.compile(r"""(?:src|href)="([^"#]+)\"""")
+HTML_REFS = re.compile(r"""(?:src|href)="(?!data:)([^"#]+)\"""")
 
 
 @pytest.fixture

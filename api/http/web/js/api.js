@@ -38,11 +38,14 @@ export function mediaUrl(path, query = {}) {
   return url.toString();
 }
 
-// One question at a time: requests that get 401 together wait for the same answer.
+// One question at a time: requests that get 401 together wait for the same answer; and
+// once the question was declined, the page stops asking (a reload asks again).
 let asking = null;
+let declined = false;
 
 function askForToken(rejected) {
   if (asking) return asking;
+  if (declined) return Promise.resolve(false);
   const dialog = document.getElementById("token-dialog");
   const input = document.getElementById("token-input");
   if (rejected) localStorage.removeItem(TOKEN_KEY);
@@ -52,6 +55,7 @@ function askForToken(rejected) {
       asking = null;
       const given = dialog.returnValue === "ok" ? input.value.trim() : "";
       if (given) localStorage.setItem(TOKEN_KEY, given);
+      declined = !given;
       resolve(Boolean(given));
     }, { once: true });
     dialog.returnValue = ""; // Escape closes it with whatever was there: start from nothing
@@ -90,7 +94,11 @@ export async function request(path, { method = "GET", query = {}, body, accept }
     } catch (error) {
       throw new ApiError(0, { title: "The server cannot be reached", detail: String(error) });
     }
-    if (response.status === 401 && (await askForToken(Boolean(current)))) continue;
+    if (response.status === 401) {
+      // Sent before a token was given (or a new one): try again with the one there is now.
+      if (token() !== current) continue;
+      if (await askForToken(Boolean(current))) continue;
+    }
     if (!response.ok) throw new ApiError(response.status, await problemOf(response));
     return response;
   }

@@ -77,4 +77,7 @@ function onEvent(event) {
 }
 
 window.addEventListener("hashchange", render);
-render().then(() => connectLive(onEvent));
+// The stream first: it starts at the log's next event when it connects, so whatever is
+// appended while the first view loads still reaches it.
+connectLive(onEvent);
+render();

@@ -5,9 +5,22 @@ import { getJson, mediaUrl } from "./api.js";
 import { el, errorBox, shortDigest, time } from "./dom.js";
 
 export const PAGE_SIZE = 24;
-const LAYERS = ["import", "external", "generation", "selection", "editing", "compositing",
-  "enhancement", "motion", "sound"];
+// Assets made outside a job: imported as they are, or derived outside Strata.
+const OUTSIDE_LAYERS = ["import", "external"];
 const MEDIA = ["image", "video", "audio"];
+
+let layers = null;
+/** Layer names for the filter: every registered layer has its own `POST /jobs/<layer>` in
+ * the API's OpenAPI document, so a plug-in layer shows up here with no edit to the page. */
+function layerNames() {
+  layers ||= getJson("openapi.json").then((openapi) => {
+    const found = Object.entries(openapi.paths || {})
+      .filter(([path, methods]) => /^\/jobs\/[^/{]+$/.test(path) && methods.post)
+      .map(([path]) => path.slice("/jobs/".length));
+    return [...OUTSIDE_LAYERS, ...found.sort()];
+  }).catch(() => OUTSIDE_LAYERS);
+  return layers;
+}
 
 /** The gallery's state from the address: `#/?layer=…&page=2`. */
 function stateOf(params) {
@@ -43,14 +56,14 @@ function select(id, name, value, options, empty) {
     }, text)));
 }
 
-function filters(state, branches) {
+function filters(state, branches, layerList) {
   const form = el("form", { class: "filters", role: "search", "aria-label": "Filter assets" },
     field("Search", "f-q", el("input", {
       id: "f-q", name: "q", type: "search", value: state.q,
       placeholder: "find query, e.g. layer:generation", "aria-describedby": "f-q-help",
     })),
     field("Layer", "f-layer", select("f-layer", "layer", state.layer,
-      LAYERS.map((l) => [l, l]), "any layer")),
+      layerList.map((l) => [l, l]), "any layer")),
     field("Branch", "f-branch", select("f-branch", "branch", state.branch,
       branches.map((b) => [b.name, b.name]), "any branch")),
     field("Rating", "f-rating", select("f-rating", "rating_min", state.rating_min,
@@ -137,9 +150,10 @@ function pager(state, total) {
 export async function showGallery(main, params) {
   const state = stateOf(params);
   // The branch list only fills a filter: without it the gallery still works.
-  const branches = await getJson("branches").catch(() => []);
+  const [branches, layerList] = await Promise.all([
+    getJson("branches").catch(() => []), layerNames()]);
   const results = el("section", { class: "results", "aria-label": "Assets" });
-  main.replaceChildren(el("h2", {}, "Gallery"), filters(state, branches), results);
+  main.replaceChildren(el("h2", {}, "Gallery"), filters(state, branches, layerList), results);
 
   const load = async () => {
     try {

@@ -5,7 +5,7 @@
 // name — a page cannot know every type a plug-in layer will record. fetch() also sends the
 // token as a header. A dropped connection resumes after the last position seen.
 
-import { request } from "./api.js";
+import { ApiError, request } from "./api.js";
 
 const RETRY_MS = 1000;
 
@@ -54,6 +54,10 @@ export async function connectLive(onEvent, from) {
         }
       }
     } catch (error) {
+      if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+        setState("closed", "not live: no access to the event stream");
+        return; // asking for a token again every second would be no help
+      }
       console.warn("event stream:", error);
     }
     setState("closed", "reconnecting…");
