@@ -21,7 +21,7 @@ import pytest
 
 from strata.core import layers
 from strata.core.auth import tokens
-from strata.core.decisions import branches
+from strata.core.decisions import branches, curation
 from strata.core.projections import views
 from strata.core.projections.lineage import walk
 from strata.core.service import Strata
@@ -169,6 +169,8 @@ def test_asset_page_draws_the_lineage_graph_from_the_database(
         page: Any, live_server: Any, family: Family) -> None:
     expected = lineage_in_database(live_server.strata, family.child)
     assert len(expected) == 5  # all but the loner: ancestors on two paths, a descendant
+    curation.review(live_server.strata, family.child, "changes", note="too dark")
+    curation.review(live_server.strata, family.child, "approve", note="ship it")
 
     page.goto(f"{live_server.url}/#/asset/{family.child}")
     page.wait_for_selector("svg.lineage .node")
@@ -184,6 +186,12 @@ def test_asset_page_draws_the_lineage_graph_from_the_database(
     page.wait_for_function("!document.querySelector('#provenance .loading')"
                            " && document.querySelector('#provenance pre').textContent.length")
     assert page.locator("#provenance .error").count() == 0
+    # Its reviews, oldest first, and its recipe (what made it: inputs with their roles).
+    reviews = page.locator("#reviews li")
+    reviews.nth(1).wait_for()
+    assert "too dark" in reviews.nth(0).inner_text()
+    assert "ship it" in reviews.nth(1).inner_text()
+    assert "mask" in page.inner_text("#recipe")
 
     # Clicking a node goes to that asset.
     page.click(f"svg.lineage .node[data-digest='{family.grandchild}']")
