@@ -28,6 +28,7 @@ from strata.core.service import Strata
 from tests.helpers import png_bytes
 
 CHROMIUM = Path("/usr/bin/chromium")
+PAGE_SIZE = 24  # as gallery.js pages
 WAIT_MS = 15_000  # generous: the page answers in well under a second on a quiet machine
 
 
@@ -163,6 +164,45 @@ def test_gallery_filter_narrows_the_list(page: Any, live_server: Any, family: Fa
     page.wait_for_function("document.querySelectorAll('.gallery .card').length === 2")
     assert rendered(page, ".gallery .card", "data-digest") == {family.root, family.loner}
     assert "layer=import" in page.url
+
+
+def test_gallery_filters_by_rating_and_final(
+        page: Any, live_server: Any, family: Family) -> None:
+    curation.rate(live_server.strata, family.a, 3)
+    curation.rate(live_server.strata, family.child, 5)
+    curation.mark_final(live_server.strata, family.grandchild)
+    page.goto(live_server.url + "/")
+    page.wait_for_selector(".gallery .card")
+
+    page.select_option("#f-rating", "3")
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 2")
+    assert rendered(page, ".gallery .card", "data-digest") == {family.a, family.child}
+    assert page.get_attribute(f".card[data-digest='{family.child}'] .rating",
+                              "aria-label") == "rated 5 of 5"
+
+    page.select_option("#f-rating", "")
+    page.check("#f-final")
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 1")
+    assert page.get_attribute(".gallery .card", "data-digest") == family.grandchild
+    assert "final=true" in page.url
+
+
+def test_gallery_pages(page: Any, live_server: Any, family: Family, tmp_path: Path) -> None:
+    more = [tmp_path / f"more-{seed}.png" for seed in range(100, 120)]
+    for seed, path in enumerate(more, start=100):
+        path.write_bytes(png_bytes(seed))
+    live_server.strata.add_files(more)  # 26 assets in all: a full page and 2 more
+    page.goto(live_server.url + "/")
+    page.wait_for_function(f"document.querySelectorAll('.gallery .card').length === {PAGE_SIZE}")
+    first = rendered(page, ".gallery .card", "data-digest")
+
+    page.click(".pager a[rel=next]")
+    page.wait_for_function("document.querySelectorAll('.gallery .card').length === 2")
+    # The oldest two, which the first page did not show.
+    assert rendered(page, ".gallery .card", "data-digest") == {family.root, family.a}
+    assert not first & {family.root, family.a}
+    assert "page=2" in page.url
+    assert "25\N{EN DASH}26 of 26" in page.inner_text(".pager")
 
 
 def test_asset_page_draws_the_lineage_graph_from_the_database(
