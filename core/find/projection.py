@@ -98,7 +98,7 @@ class FindProjection(Projection):
             if row is not None:
                 batch.insert_or_ignore(FindParamRow, {
                     "digest": asset.digest, "position": event.position, "name": name[:200],
-                    "num": row[0], "txt": row[1]}, keys=("digest", "position", "name"))
+                    "num": row[0], "txt": row[1]}, keys=("digest", "name", "position"))
 
 
 def flatten(recipe: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -22,6 +22,8 @@ TEXT_FIELDS = ("prompt", "negative", "root-prompt")
 NAME_FIELDS = ("model", "layer", "op", "branch", "actor", "media", "review", "is")
 ASSET_FIELDS = ("from", "into", "like")
 ORDERED_FIELDS = ("rating", "made")  # compared with ranges and >=, <=, >, <
+# Every other field names a recipe parameter.
+SPECIAL_FIELDS = frozenset((None, *TEXT_FIELDS, *NAME_FIELDS, *ASSET_FIELDS, *ORDERED_FIELDS))
 REVIEWS = {"approved": "approve", "approve": "approve", "rejected": "reject",
            "reject": "reject", "changes": "changes"}
 FLAGS = ("final", "picked", "rejected")

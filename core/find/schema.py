@@ -51,9 +51,10 @@ class FindParamRow(SQLModel, table=True):
         Index("ix_find_params_txt", "name", "txt", "digest"),
     )
 
+    # Keyed (digest, name, …): checking one candidate's parameter is one key lookup.
     digest: str = Field(primary_key=True, max_length=71)
-    position: int = Field(primary_key=True, sa_type=BigInteger)
     name: str = Field(primary_key=True, max_length=200)
+    position: int = Field(primary_key=True, sa_type=BigInteger)
     num: float | None = None
     txt: str | None = Field(default=None, max_length=MAX_TEXT_VALUE)
 

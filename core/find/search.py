@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    exists,
     func,
     literal_column,
     not_,
@@ -30,7 +31,17 @@ from sqlalchemy import (
 
 from strata.core.errors import InvalidInput
 from strata.core.find import hamming
-from strata.core.find.query import REVIEWS, All, Any_, Node, Not, Term, is_number, parse
+from strata.core.find.query import (
+    REVIEWS,
+    SPECIAL_FIELDS,
+    All,
+    Any_,
+    Node,
+    Not,
+    Term,
+    is_number,
+    parse,
+)
 from strata.core.find.schema import FindAssetRow, FindParamRow, FindTextRow
 from strata.core.projections.base import table
 from strata.core.storage.schema import (
@@ -125,10 +136,15 @@ class _Reference:
 
 def _newest_first(conn: Connection, columns: Select, where: ColumnElement[bool] | None,
                   limit: int, offset: int) -> SearchResult:
-    counted = select(func.count()).select_from(_a)
-    total = conn.scalar(counted.where(where) if where is not None else counted) or 0
-    rows = conn.execute(columns.order_by(_a.c.position.desc(), _a.c.digest)
+    # The total comes with the page, from the same pass over the matches.
+    rows = conn.execute(columns.add_columns(func.count().over().label("total"))
+                        .order_by(_a.c.position.desc(), _a.c.digest)
                         .limit(limit).offset(offset)).all()
+    if rows:
+        total = rows[0].total
+    else:  # a page past the end: count on its own
+        counted = select(func.count()).select_from(_a)
+        total = conn.scalar(counted.where(where) if where is not None else counted) or 0
     return SearchResult(total, [_row(r, None) for r in rows], offset)
 
 
@@ -168,7 +184,18 @@ class _Compiler:
         if isinstance(node, Not):
             return not_(self.node(node.node))
         if isinstance(node, All):
-            return and_(*(self.node(n) for n in node.nodes))
+            # One term drives (its digests are looked up first); parameter terms beside it
+            # are checked per candidate (EXISTS on the asset's own rows) instead of each
+            # gathering every digest it matches: a broad range (seed>=0) then costs nothing.
+            drivers = [n for n in node.nodes
+                       if not (isinstance(n, Term) and _is_parameter(n))]
+            parts: list[ColumnElement[bool]] = []
+            for n in node.nodes:
+                if isinstance(n, Term) and _is_parameter(n) and (drivers or parts):
+                    parts.append(self.parameter(n, correlated=True))
+                else:
+                    parts.append(self.node(n))
+            return and_(*parts)
         assert isinstance(node, Any_)
         return or_(*(self.node(n) for n in node.nodes))
 
@@ -319,25 +346,35 @@ class _Compiler:
         selections = table(SelectionRow)
         return _a.c.digest.in_(select(selections.c.digest).where(selections.c.decision == value))
 
-    def parameter(self, term: Term) -> ColumnElement[bool]:
-        """A recipe entry by name: numbers compared, text matched exactly or by prefix."""
+    def parameter(self, term: Term, correlated: bool = False) -> ColumnElement[bool]:
+        """A recipe entry by name: numbers compared, text matched exactly or by prefix;
+        `correlated`: as a check of each candidate asset rather than a set of digests."""
         named = _p.c.name == term.field
+        # Per candidate, the asset's own rows are found by key (digest, name); the values
+        # are wrapped so that no planner walks the (name, value) index for every candidate.
+        num: Any = _p.c.num + 0 if correlated else _p.c.num
+        txt: Any = _p.c.txt + "" if correlated else _p.c.txt
         if term.op in (":", "=") and not is_number(term.value):
             wanted = term.value.lower()
             if wanted.endswith("*") and len(wanted) > 1:
-                matched = _p.c.txt.startswith(wanted.rstrip("*"), autoescape=True)
+                matched = txt.startswith(wanted.rstrip("*"), autoescape=True)
             else:
-                matched = _p.c.txt == wanted
+                matched = txt == wanted
         elif term.op in (":", "="):
-            matched = _p.c.num == float(term.value)
+            matched = num == float(term.value)
             if re.fullmatch(r"[+-]?\d+", term.value) and abs(int(term.value)) > 2**53:
                 # Past 2**53 a double cannot tell neighbouring integers (large seeds)
                 # apart; integers are kept as text too.
-                matched = and_(matched, or_(_p.c.txt.is_(None),
-                                            _p.c.txt == str(int(term.value))))
+                matched = and_(matched, or_(_p.c.txt.is_(None), txt == str(int(term.value))))
         else:
-            matched = _compare(_p.c.num, term, float)
+            matched = _compare(num, term, float)
+        if correlated:
+            return exists().where(_p.c.digest == _a.c.digest, named, matched)
         return _a.c.digest.in_(select(_p.c.digest).where(named, matched))
+
+
+def _is_parameter(term: Term) -> bool:
+    return term.field not in SPECIAL_FIELDS
 
 
 def _compare(column: Any, term: Term, kind: type) -> ColumnElement[bool]:

@@ -63,7 +63,7 @@ def upgrade() -> None:
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("num", sa.Float(), nullable=True),
         sa.Column("txt", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
-        sa.PrimaryKeyConstraint("digest", "position", "name"),
+        sa.PrimaryKeyConstraint("digest", "name", "position"),
     )
     with op.batch_alter_table("find_params") as batch_op:
         batch_op.create_index("ix_find_params_num", ["name", "num", "digest"], unique=False)
