@@ -253,6 +253,10 @@ def test_a_new_asset_appears_live_without_a_reload(
     assert page.get_attribute(".gallery .card", "data-digest") == fresh
     assert "New asset" in page.inner_text("#announce")
 
+    curation.mark_final(live_server.strata, fresh)  # a decision updates its card live too
+    page.wait_for_selector(f".gallery .card[data-digest='{fresh}'] .final")
+    assert page.evaluate("window.notReloaded") is True
+
 
 def test_rollback_from_the_branch_page_moves_the_head(
         page: Any, live_server: Any, family: Family) -> None:

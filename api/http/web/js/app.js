@@ -36,7 +36,9 @@ function route() {
   }
   return {
     show: () => showGallery(main, new URLSearchParams(query)),
-    concerns: (event) => producedAssets(event).length > 0,
+    // New assets, and decisions and head moves that change the cards' badges.
+    concerns: (event) => producedAssets(event).length > 0 || Boolean(event.data?.digest)
+      || event.type.startsWith("branch."),
   };
 }
 

@@ -8,7 +8,7 @@ import { announce, el, errorBox, shortDigest, time } from "./dom.js";
 function assetLink(digest) {
   if (!digest) return "—";
   return el("a", { href: `#/asset/${digest}`, class: "asset-link" },
-    el("img", { src: mediaUrl(`assets/${digest}/thumbnail`, { size: 64 }), alt: "",
+    el("img", { src: mediaUrl(`assets/${digest}/thumbnail`, { size: 128 }), alt: "",
       width: 32, height: 32, loading: "lazy" }),
     el("code", {}, shortDigest(digest)));
 }

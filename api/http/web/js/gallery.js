@@ -4,7 +4,7 @@
 import { getJson, mediaUrl } from "./api.js";
 import { el, errorBox, shortDigest, time } from "./dom.js";
 
-export const PAGE_SIZE = 24;
+const PAGE_SIZE = 24;
 // Assets made outside a job: imported as they are, or derived outside Strata.
 const OUTSIDE_LAYERS = ["import", "external"];
 const MEDIA = ["image", "video", "audio"];
@@ -116,7 +116,7 @@ function thumbnail(asset) {
   return img;
 }
 
-export function card(asset) {
+function card(asset) {
   const size = asset.width && asset.height ? `${asset.width}×${asset.height}` : "";
   return el("li", { class: "card", "data-digest": asset.digest },
     el("a", { href: `#/asset/${asset.digest}` },
