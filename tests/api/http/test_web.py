@@ -261,18 +261,18 @@ def test_a_new_asset_appears_live_without_a_reload(
 def test_rollback_from_the_branch_page_moves_the_head(
         page: Any, live_server: Any, family: Family) -> None:
     strata: Strata = live_server.strata
-    branches.create(strata, "look-dev", family.a)
-    branches.advance(strata, "look-dev", family.child)
-    branches.advance(strata, "look-dev", family.grandchild)
+    branches.create(strata, "look/dev", family.a)
+    branches.advance(strata, "look/dev", family.child)
+    branches.advance(strata, "look/dev", family.grandchild)
 
-    page.goto(f"{live_server.url}/#/branch/look-dev")
+    page.goto(f"{live_server.url}/#/branch/look/dev")
     page.wait_for_selector(".history .move")
     assert page.locator(".history .move").count() == 3
     page.click(f".history .move[data-head='{family.a}'] button.rollback")
 
     def head() -> str | None:
         with strata.view() as conn:
-            row = views.branch(conn, "look-dev")
+            row = views.branch(conn, "look/dev")
         assert row is not None
         return row["head"]
 

@@ -13,7 +13,8 @@ const main = document.getElementById("main");
 let view = { concerns: () => false, refresh: async () => {} };
 
 function route() {
-  const hash = decodeURI(location.hash.replace(/^#/, "")) || "/";
+  // Left encoded: the query is decoded by URLSearchParams, a branch name on its own.
+  const hash = location.hash.replace(/^#/, "") || "/";
   const [path, query = ""] = hash.split("?");
   const parts = path.split("/").filter(Boolean);
   if (parts[0] === "asset" && parts[1]) {
@@ -55,9 +56,9 @@ export function producedAssets(event) {
 }
 
 async function render() {
-  const target = route();
   main.setAttribute("aria-busy", "true");
   try {
+    const target = route(); // a malformed address (a bad %-escape) is shown as an error
     const refresh = await target.show();
     view = { concerns: target.concerns, refresh: refresh || target.show };
   } catch (error) {
