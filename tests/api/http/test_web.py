@@ -265,7 +265,8 @@ def test_rollback_from_the_branch_page_moves_the_head(
     branches.advance(strata, "look/dev", family.child)
     branches.advance(strata, "look/dev", family.grandchild)
 
-    page.goto(f"{live_server.url}/#/branch/look/dev")
+    page.goto(f"{live_server.url}/#/branches")  # the list, then the branch from it
+    page.click("tr[data-branch='look/dev'] th a")
     page.wait_for_selector(".history .move")
     assert page.locator(".history .move").count() == 3
     page.click(f".history .move[data-head='{family.a}'] button.rollback")
