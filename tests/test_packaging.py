@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The checkout folders that install as strata.<folder> (the mapping in setup.py).
 SHIPPED_FOLDERS = ("core", "api", "watchers", "migrations")
 # What ships besides Python modules: alembic's template for new revisions.
-DATA_FILES = ("migrations/script.py.mako",)
+DATA_FILES = ("migrations/script.py.mako", "api/http/web/index.html", "api/http/web/style.css",
+              "api/http/web/js/app.js")
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,7 @@ from sqlalchemy.engine import make_url
 from strata.core.config import Settings
 from strata.core.decisions import branches
 from strata.core.errors import ConcurrencyError, InvalidInput
+from strata.core.find.schema import FIND_TABLES
 from strata.core.layers.generation import GenerationCompleted, GenerationRequested
 from strata.core.layers.selection import Scored, SelectionCompleted, SelectionRequested
 from strata.core.ledger.event_types import (
@@ -93,7 +94,7 @@ def dump(conn: Connection) -> Dump:
     return {
         table(model).name: sorted((tuple(row) for row in conn.execute(select(table(model)))),
                                   key=repr)
-        for model in PROJECTION_TABLES
+        for model in (*PROJECTION_TABLES, *FIND_TABLES)
     }
 
 
