@@ -1,17 +1,23 @@
-"""The asset list behind `GET /assets` and the web gallery: newest first, filtered by
-layer, branch, rating, final and media type, with the facts a gallery card shows.
+"""Reads for a gallery: the asset list (newest first, filtered by layer, branch, rating,
+final, media type and a find query, with the facts a gallery card shows) and the lineage
+graph of an asset as nodes and edges. `GET /assets` and `GET /assets/{ref}/lineage` are
+these; a command line could print them as well.
 
-A read over the projections only (no event is decoded): one query for the page, one for
+Reads over the projections only (no event is decoded): one query for the page, one for
 the count, and one each for the page's operations and branch heads.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, func, or_, select
 
+from strata.core.errors import InvalidInput
+from strata.core.projections import lineage
 from strata.core.projections.base import table
 from strata.core.storage.schema import (
     AssetRow,
@@ -25,6 +31,12 @@ from strata.core.storage.schema import (
     SelectionRow,
 )
 
+if TYPE_CHECKING:
+    from strata.core.service import Strata
+
+SEARCH_PAGE = 500
+GraphDirection = Literal["ancestors", "descendants", "graph"]
+
 
 @dataclass(frozen=True)
 class AssetFilter:
@@ -33,11 +45,32 @@ class AssetFilter:
     rating_min: int | None = None
     final: bool | None = None
     media: str | None = None  # "image", or a whole media type "image/png"
-    digests: frozenset[str] | None = None  # a search's matches (None: no search)
+    query: str | None = None  # a find query (docs/find.md)
 
 
-def list_assets(conn: Connection, where: AssetFilter, limit: int,
+def list_assets(strata: Strata, where: AssetFilter, limit: int,
                 offset: int) -> tuple[list[dict[str, Any]], int]:
+    """A page of gallery cards and the number of every match."""
+    digests = _search(strata, where.query) if where.query else None
+    with strata.view() as conn:
+        return _page(conn, where, digests, limit, offset)
+
+
+def _search(strata: Strata, query: str) -> frozenset[str]:
+    """Every digest a find query (`strata.core.find`) matches."""
+    if importlib.util.find_spec("strata.core.find") is None:
+        raise InvalidInput("search is not available yet (q needs strata.core.find)")
+    find = importlib.import_module("strata.core.find")
+    found: set[str] = set()
+    while True:  # every match, a page at a time: the other filters apply to all of them
+        page = find.search(strata, query, limit=SEARCH_PAGE, offset=len(found))
+        found.update(row.digest for row in page.rows)
+        if not page.rows or len(found) >= page.total:
+            return frozenset(found)
+
+
+def _page(conn: Connection, where: AssetFilter, digests: frozenset[str] | None, limit: int,
+          offset: int) -> tuple[list[dict[str, Any]], int]:
     a, s, f, r = table(AssetRow), table(SelectionRow), table(FinalRow), table(ReviewRow)
     e = table(EventRow)
     query = (select(a.c.digest, a.c.media_type, a.c.size, a.c.width, a.c.height,
@@ -62,17 +95,17 @@ def list_assets(conn: Connection, where: AssetFilter, limit: int,
         query = query.where(or_(
             a.c.job_id.in_(select(jobs.c.job_id).where(jobs.c.branch == where.branch)),
             a.c.digest.in_(select(moves.c.head).where(moves.c.branch == where.branch))))
-    if where.digests is not None:
-        query = query.where(a.c.digest.in_(sorted(where.digests)))
+    if digests is not None:
+        query = query.where(a.c.digest.in_(sorted(digests)))
     total = conn.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = [dict(row._mapping) for row in conn.execute(
         query.order_by(a.c.created_position.desc(), a.c.digest).limit(limit).offset(offset))]
-    digests = [row["digest"] for row in rows]
-    made_by = operations(conn, digests)
+    shown = [row["digest"] for row in rows]
+    made_by = operations(conn, shown)
     b = table(BranchRow)
     heads: dict[str, list[str]] = {}
-    if digests:
-        for name, head in conn.execute(select(b.c.name, b.c.head).where(b.c.head.in_(digests))
+    if shown:
+        for name, head in conn.execute(select(b.c.name, b.c.head).where(b.c.head.in_(shown))
                                        .order_by(b.c.name)):
             heads.setdefault(head, []).append(name)
     for row in rows:
@@ -101,3 +134,26 @@ def nodes(conn: Connection, digests: list[str]) -> list[dict[str, Any]]:
     return [{"digest": d, "media_type": rows[d].media_type if d in rows else None,
              "layer": rows[d].layer if d in rows else None, "operation": made_by[d]}
             for d in digests]
+
+
+def lineage_graph(strata: Strata, ref: str, direction: GraphDirection = "ancestors",
+                  depth: int = lineage.MAX_DEPTH, as_of: int | None = None) -> dict[str, Any]:
+    """The lineage of the asset `ref` names as nodes and edges (from parent to child, with
+    the parent's role): what made it, what was made from it, or both."""
+    with strata.view(as_of) as conn:
+        digest = strata.resolve_asset(ref, conn)
+        edges = []
+        if direction in ("ancestors", "graph"):
+            edges += lineage.walk(conn, digest, "up", depth)
+        if direction in ("descendants", "graph"):
+            edges += lineage.walk(conn, digest, "down", depth)
+        digests = sorted({digest} | {e.input_digest for e in edges}
+                         | {e.output_digest for e in edges})
+        found = nodes(conn, digests)
+    return {
+        "asset": digest, "direction": direction, "nodes": found,
+        "edges": [{"from": e.input_digest, "to": e.output_digest, "role": e.role,
+                   "layer": e.layer, "operation": e.operation}
+                  for e in sorted(set(edges), key=lambda e: (e.depth, e.output_digest,
+                                                              e.input_digest, e.role))],
+    }

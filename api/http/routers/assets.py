@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import re
 import shutil
 import tempfile
@@ -18,13 +17,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from strata.api.http import gallery
 from strata.api.http.deps import StrataDep, WriterDep
 from strata.api.http.problems import HttpProblem, responses
-from strata.api.http.thumbnails import thumbnail
 from strata.core.errors import AssetNotFound, InvalidInput
+from strata.core.imaging.thumbnails import thumbnail
+from strata.core.projections import gallery, views
 from strata.core.projections import lineage as queries
-from strata.core.projections import views
 from strata.core.provenance.report import FORMATS
 from strata.core.service import Strata
 from strata.core.storage.local import LocalBlobStore
@@ -36,7 +34,6 @@ CHUNK = 1024 * 1024
 UPLOAD_TYPES = ("application/octet-stream", "image/", "video/", "audio/", "multipart/form-data")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]")
 RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-SEARCH_PAGE = 500
 
 
 class AssetCard(BaseModel):
@@ -95,19 +92,6 @@ class Graph(BaseModel):
     edges: list[GraphEdge]
 
 
-def _search(strata: Strata, query: str) -> frozenset[str]:
-    """Every digest a find query (docs/find.md, `strata.core.find`) matches."""
-    if importlib.util.find_spec("strata.core.find") is None:
-        raise InvalidInput("search is not available yet (q needs strata.core.find)")
-    find = importlib.import_module("strata.core.find")
-    found: set[str] = set()
-    while True:  # every match, a page at a time: the other filters apply to all of them
-        page = find.search(strata, query, limit=SEARCH_PAGE, offset=len(found))
-        found.update(row.digest for row in page.rows)
-        if not page.rows or len(found) >= page.total:
-            return frozenset(found)
-
-
 @router.get("", response_model=AssetPage)
 def list_assets(
     strata: StrataDep,
@@ -123,10 +107,8 @@ def list_assets(
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> dict[str, Any]:
     """Assets, newest first, with what a gallery card shows; `total` counts every match."""
-    digests = _search(strata, q) if q else None
-    where = gallery.AssetFilter(layer, branch, rating_min, final, media, digests)
-    with strata.view() as conn:
-        rows, total = gallery.list_assets(conn, where, limit, offset)
+    where = gallery.AssetFilter(layer, branch, rating_min, final, media, q)
+    rows, total = gallery.list_assets(strata, where, limit, offset)
     return {"assets": rows, "total": total}
 
 
@@ -317,29 +299,13 @@ def get_thumbnail(strata: StrataDep, ref: str,
 def lineage(
     strata: StrataDep,
     ref: str,
-    direction: Literal["ancestors", "descendants", "graph"] = "ancestors",
+    direction: gallery.GraphDirection = "ancestors",
     depth: Annotated[int, Query(ge=1, le=queries.MAX_DEPTH)] = queries.MAX_DEPTH,
     as_of: AsOf = None,
 ) -> dict[str, Any]:
     """The lineage as nodes and edges (from parent to child, with the parent's role):
     what made the asset, what was made from it, or both."""
-    with strata.view(as_of) as conn:
-        digest = strata.resolve_asset(ref, conn)
-        edges = []
-        if direction in ("ancestors", "graph"):
-            edges += queries.walk(conn, digest, "up", depth)
-        if direction in ("descendants", "graph"):
-            edges += queries.walk(conn, digest, "down", depth)
-        digests = sorted({digest} | {e.input_digest for e in edges}
-                         | {e.output_digest for e in edges})
-        found = gallery.nodes(conn, digests)
-    return {
-        "asset": digest, "direction": direction, "nodes": found,
-        "edges": [{"from": e.input_digest, "to": e.output_digest, "role": e.role,
-                   "layer": e.layer, "operation": e.operation}
-                  for e in sorted(set(edges), key=lambda e: (e.depth, e.output_digest,
-                                                              e.input_digest, e.role))],
-    }
+    return gallery.lineage_graph(strata, ref, direction, depth, as_of)
 
 
 PROVENANCE_TYPES = {"json": "application/json", "prov-json": "application/json",
