@@ -38,6 +38,7 @@ from strata.core.ledger.event_types import (
 )
 from strata.core.ledger.events import NewEvent, Payload, RecordedEvent
 from strata.core.ledger.log import ANY_VERSION, StreamAppend
+from strata.core.projections import asof
 from strata.core.projections.base import table
 from strata.core.projections.runner import CatchUpFirst, ProjectionRunner
 from strata.core.storage.db import memory_engine
@@ -281,14 +282,31 @@ class Strata:
     @contextmanager
     def view(self, as_of: int | None = None) -> Iterator[Connection]:
         """A connection onto the projections, current or as they were at `as_of`."""
+        if as_of is not None:
+            self.require_position(as_of)
+        runner = self.store.projections
+        if as_of is not None and not asof.covers(
+                table(m).name for p in runner.projections for m in p.models):
+            # A plug-in's table that cannot be read as of a position: replay instead.
+            with self._replayed_view(as_of) as conn:
+                yield conn
+            return
+        runner.catch_up()  # other processes may have appended
         if as_of is None:
-            self.store.projections.catch_up()  # other processes may have appended
             with self.store.engine.connect() as conn:
                 yield conn
             return
-        self.require_position(as_of)
-        # Time travel: replay the log up to `as_of` into a private in-memory database,
-        # with the very projection code that built the current state.
+        # Time travel: the same tables, each restricted to what was true at `as_of`
+        # (core.projections.asof): bounded work whatever the log's length.
+        with asof.as_of_connection(self.store.engine, as_of) as conn:
+            yield conn
+
+    @contextmanager
+    def _replayed_view(self, as_of: int) -> Iterator[Connection]:
+        """The projections at `as_of` by replaying the log up to it into a private
+        in-memory database, with the very projection code that built the current state:
+        the reference the as-of views are checked against, and the way for projection
+        tables they cannot restrict. Its cost grows with the log."""
         scratch = memory_engine()
         runner = self.store.projections
         # Two projections may share a table (human decisions and automatic scores).

@@ -30,6 +30,7 @@ from strata.core.config import strata_version
 from strata.core.errors import ChainBroken, LogShortened, StoreFromNewerVersion
 from strata.core.ledger.events import RecordedEvent, UnknownPayload
 from strata.core.ledger.log import ChainWalker, events_after, events_table
+from strata.core.projections.asof import clear_history
 from strata.core.projections.base import Batch, Projection, table, upsert
 from strata.core.storage.db import PROJECTION_LOCK, is_sqlite, take_lock, write_transaction
 from strata.core.storage.schema import ProjectionCheckpoint
@@ -257,6 +258,7 @@ class ProjectionRunner:
             for projection in self.projections:
                 for model in projection.models:
                     conn.execute(delete(table(model)))
+            clear_history(conn)  # the versions time travel reads are projections too
             conn.execute(delete(table(ProjectionCheckpoint)))
             return self._apply_all(conn, ChainWalker())
 
