@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import json
 import math
 import os
 import platform
@@ -41,10 +42,13 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection, text
 
 from strata.core.config import Settings
 from strata.core.ledger.canonical import canonical_json
@@ -62,7 +66,9 @@ from strata.core.ledger.event_types import (
 )
 from strata.core.ledger.events import GENESIS_HASH, NewEvent, RecordedEvent
 from strata.core.ledger.log import chain_hash
+from strata.core.lookup import AssetFound, lookup
 from strata.core.projections import lineage
+from strata.core.service import Strata
 from strata.core.storage.media import SNIFF_BYTES, inspect
 from strata.core.store import Store
 
@@ -754,6 +760,141 @@ def bench_blobs(root: Path, files: int, size_mb: int, png_side: tuple[int, int])
 # --- main -------------------------------------------------------------------------------
 
 
+# --- 6. time travel ---------------------------------------------------------------------
+
+
+TIME_TRAVEL_FORMAT = 1  # bump when the cached store's contents change
+
+
+def time_travel_store(cache: Path, events: int) -> tuple[Store, str]:
+    """A store of about `events` events of every layer (bench/provenance.py's realistic
+    mix, with its final MP4 of 1,000 ancestors at the end), built once and kept under
+    `cache`; returns it and the final's digest."""
+    from provenance import write_store  # beside this file; it imports this module too
+
+    from strata.core.storage.migrate import head_revision
+
+    folder = cache / f"time-travel-{events}-v{TIME_TRAVEL_FORMAT}"
+    marker = folder / "complete.json"
+    if marker.exists():
+        log(f"6. time travel: the cached store in {folder}")
+        store = Store.open(Settings(home=folder / "store"), create=True)  # upgrades it
+        if store.projections.state().lagging:  # a newer schema reset some projections
+            log("   its projections are behind (a schema upgrade): rebuilding them")
+            store.projections.rebuild()
+        return store, json.loads(marker.read_text())["final"]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    # About 1.83 events per asset in that mix.
+    assets = int(events / 1.835)
+    log(f"6. time travel: writing a store of about {events:,} events ({assets:,} assets) "
+        f"into {folder} (setup, kept for later runs)")
+    start = time.perf_counter()
+    store = Store.open(Settings(home=folder / "store"), create=True)
+    shape = write_store(store, assets)
+    log(f"   wrote {shape.events:,} events in {time.perf_counter() - start:.0f} s; "
+        "building the projections")
+    start = time.perf_counter()
+    store.projections.rebuild()  # one transaction: no pauses for other writers
+    log(f"   built in {time.perf_counter() - start:.0f} s")
+    marker.write_text(json.dumps({"events": shape.events, "final": shape.final,
+                                  "schema": head_revision()}))
+    return store, shape.final
+
+
+class Replaying(Strata):
+    """Every as-of read answered by replaying the log: time travel as it was."""
+
+    @contextmanager
+    def view(self, as_of: int | None = None) -> Iterator[Connection]:
+        if as_of is None:
+            with super().view() as conn:
+                yield conn
+            return
+        with self._replayed_view(as_of) as conn:
+            yield conn
+
+
+def show_as_of(strata: Strata, digest: str, position: int) -> None:
+    """What `strata show PREFIX --as-of N` does before printing."""
+    found = lookup(strata, digest[7:19], position)
+    assert isinstance(found, AssetFound), found
+
+
+def lineage_as_of(strata: Strata, digest: str, position: int) -> None:
+    """What `strata lineage PREFIX --as-of N` does before printing (its default depth)."""
+    with strata.view(position) as conn:
+        lineage.walk(conn, strata.resolve_asset(digest[7:19], conn), "up", depth=50)
+
+
+def bench_time_travel(cache: Path, events: int, reps: int, replay_at: int) -> list[Row]:
+    store, final = time_travel_store(cache, events)
+    strata = Strata(store)
+    head = store.ledger.head_position()
+    at = sorted({head // 10, head // 2, head * 9 // 10, head})
+    samples: dict[int, list[str]] = {}
+    with store.engine.connect() as conn:
+        for position in at:
+            samples[position] = list(conn.scalars(text(
+                # Digests are hashes: the lowest are a fixed sample from all over the log.
+                "SELECT digest FROM assets WHERE created_position <= :n "
+                "ORDER BY digest LIMIT :k"), {"n": position, "k": reps}))
+    samples[head][0] = final  # the deepest: 1,000 ancestors (lineage stops at 50 steps)
+    for position in at:  # warm: imports, statement caches, the database's pages
+        show_as_of(strata, samples[position][-1], position)
+        lineage_as_of(strata, samples[position][-1], position)
+    show_ms: dict[int, list[float]] = {p: [] for p in at}
+    lineage_ms: dict[int, list[float]] = {p: [] for p in at}
+    for i in range(reps):
+        for position in at:
+            digest = samples[position][i % len(samples[position])]
+            for measure, into in ((show_as_of, show_ms), (lineage_as_of, lineage_ms)):
+                gc.collect()
+                start = time.perf_counter()
+                measure(strata, digest, position)
+                into[position].append((time.perf_counter() - start) * 1000)
+    for position in at:
+        log(f"   as of {position:,}: show p50 {percentile(show_ms[position], 50):.0f} ms "
+            f"p99 {percentile(show_ms[position], 99):.0f} ms; lineage p50 "
+            f"{percentile(lineage_ms[position], 50):.0f} ms "
+            f"p99 {percentile(lineage_ms[position], 99):.0f} ms")
+
+    # The baseline: the full replay, at a position small enough to wait for; and the
+    # as-of views at that same position.
+    replaying = Replaying(store)
+    with store.engine.connect() as conn:
+        early = list(conn.scalars(text(
+            "SELECT digest FROM assets WHERE created_position <= :n ORDER BY digest "
+            "LIMIT 3"), {"n": replay_at}))
+    replay_ms: list[float] = []
+    views_ms: list[float] = []
+    for digest in early:
+        for side, times in ((replaying, replay_ms), (strata, views_ms)):
+            start = time.perf_counter()
+            show_as_of(side, digest, replay_at)
+            times.append((time.perf_counter() - start) * 1000)
+    replay, small = percentile(replay_ms, 50), percentile(views_ms, 50)
+    log(f"   as of {replay_at:,}: show by full replay {replay:,.0f} ms, by the as-of "
+        f"views {small:.0f} ms")
+    store.close()
+
+    every_show = [ms for p in at for ms in show_ms[p]]
+    every_lineage = [ms for p in at for ms in lineage_ms[p]]
+    where = (f"{head:,} events, N = {', '.join(f'{p:,}' for p in at)}; "
+             f"{reps} assets each")
+    baseline = (f"full replay as of {replay_at:,}: {replay:,.0f} ms (as-of views there: "
+                f"{small:.0f} ms)")
+    s50, s99 = percentile(every_show, 50), percentile(every_show, 99)
+    l50, l99 = percentile(every_lineage, 50), percentile(every_lineage, 99)
+    return [
+        Row(f"6a. show --as-of N ({where})", f"p50 {s50:.0f} ms, p99 {s99:.0f} ms", baseline,
+            f"{replay / s99:,.0f}x faster (p99)", "p99 ≤ 500 ms", verdict(s99 <= 500)),
+        Row("6b. lineage --as-of N (same; the final's 1,000 ancestors among them)",
+            f"p50 {l50:.0f} ms, p99 {l99:.0f} ms", baseline,
+            f"{replay / l99:,.0f}x faster (p99)", "p99 ≤ 1 s", verdict(l99 <= 1000)),
+    ]
+
+
 def fsync_latency(root: Path, count: int = 50) -> float:
     """Median milliseconds of a 4 KiB write + fsync in the temporary folder."""
     times = []
@@ -807,7 +948,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None,
                         help="where to make the temporary folder (its disk is measured)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--time-travel", action="store_true",
+                        help="run only 6: show and lineage --as-of on a store of a million "
+                             "events, built once and kept under --cache")
+    parser.add_argument("--time-travel-events", type=int, default=None,
+                        help="events in that store (default 1,000,000; --quick 100,000)")
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "strata-bench",
+                        help="where the time-travel store is kept between runs "
+                             "(default ~/.cache/strata-bench)")
     args = parser.parse_args(argv)
+    if args.time_travel:
+        return main_time_travel(args)
 
     quick = args.quick
     assets = args.events or (20_000 if quick else 100_000)
@@ -842,6 +993,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print_report("ledger", quick, time.perf_counter() - started,
                  env.replace(f" · temporary folder {root}", ""), rows)
+    return 0
+
+
+def main_time_travel(args: argparse.Namespace) -> int:
+    quick = args.quick
+    events = args.time_travel_events or (100_000 if quick else 1_000_000)
+    started = time.perf_counter()
+    args.cache.mkdir(parents=True, exist_ok=True)
+    env = environment(args.cache).replace(" · temporary folder", " · cache")
+    env += f" · load average {', '.join(f'{x:.2f}' for x in os.getloadavg())} at the start"
+    log(env)
+    rows = bench_time_travel(args.cache, events, reps=10 if quick else 25,
+                             replay_at=5_000 if quick else 20_000)
+    assert "torch" not in sys.modules, "the benchmark must not import torch"
+    print_report("ledger (time travel)", quick, time.perf_counter() - started, env, rows)
     return 0
 
 
