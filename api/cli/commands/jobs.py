@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -236,7 +234,12 @@ def worker(
         help="comma-separated layers to serve; default: every registered layer "
              f"({', '.join(layer_names())})")] = None,
     lease: Annotated[float, typer.Option(help="lease seconds (heartbeats every third)")] = 30.0,
-    poll: Annotated[float, typer.Option(help="seconds between looks for work")] = 0.5,
+    poll: Annotated[float, typer.Option(
+        help="seconds between looks for work that no event announces (retries due, expired "
+             "leases); new requests wake the worker at once")] = 2.0,
+    grace: Annotated[float, typer.Option(
+        help="seconds a running job has to finish after SIGTERM or Ctrl-C before it is "
+             "handed back to another worker")] = 60.0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps")] = None,
     until_idle: Annotated[bool, typer.Option(help="exit when no job is left")] = False,
 ) -> None:
@@ -248,9 +251,6 @@ def worker(
     chosen = [name.strip() for name in (layers or "").split(",") if name.strip()]
     executors = build_executors(chosen or None, device)
     runner = Worker(strata, executors, lease_seconds=lease, poll_seconds=poll)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     err_console.print(f"worker {runner.name} serving {', '.join(executors)}")
-    done = runner.serve(stop, until_idle=until_idle)
+    done = runner.serve_until_signalled(grace, until_idle=until_idle)
     err_console.print(f"worker {runner.name} stopped after {done} job(s)")
