@@ -1,12 +1,13 @@
 """The layer registry: a layer is a plug-in.
 
 A layer module declares its name, its `<layer>.requested` and `<layer>.completed`
-payloads (registered as events), how to build its executor, and any projections of its
-own, and calls `register`. Everything else — the worker, `strata log`, recipes,
-`iterate`, `diff`, lineage — asks this registry, so adding a layer needs no edit
-elsewhere. `load_layers` finds the plug-ins: every module of this package, every module
-that an installed distribution names under the `strata.layers` entry-point group, and
-every module named in STRATA_PLUGINS (comma-separated module names).
+payloads (registered as events), how to build its executor, any projections of its own
+and the checks a request must pass against the store, and calls `register`. Everything
+else — the worker, `strata log`, recipes, `iterate`, `diff`, lineage, the HTTP job
+endpoints — asks this registry, so adding a layer needs no edit elsewhere. `load_layers`
+finds the plug-ins: every module of this package, every module that an installed
+distribution names under the `strata.layers` entry-point group, and every module named in
+STRATA_PLUGINS (comma-separated module names).
 
 Layer modules must not import torch, diffusers or PyAV at module level: `strata log`
 loads every layer to decode its events.
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
     from strata.core.models.pipelines import PipelineCache
     from strata.core.projections.base import Projection
     from strata.core.runtime.executor import Executor
+    from strata.core.service import Strata
+
+RequestCheck = Callable[["Strata", JobRequest], None]
+"""What a request must satisfy beyond its own model, asked of the store (its assets exist
+and are of the right media, sizes fit, masks fit, models are of the right kind): raises
+InvalidInput, NotFound or ModelError, and writes nothing."""
 
 ENTRY_POINT_GROUP = "strata.layers"
 PLUGINS_VARIABLE = "STRATA_PLUGINS"
@@ -55,6 +62,10 @@ class Layer:
     completed: type[JobCompleted]
     executor: Callable[[ExecutorResources], Executor]
     projections: tuple[Projection, ...] = ()
+    # Asked by the layer's own request builder and by every face that takes a whole request
+    # (the HTTP job endpoints), so a bad request is refused before it is appended, not
+    # failed by a worker. None: the request model's own validation is all there is.
+    check: RequestCheck | None = None
 
 
 _layers: dict[str, Layer] = {}
@@ -130,6 +141,13 @@ def of_request(request: JobRequest) -> Layer:
         if isinstance(request, layer.requested):
             return layer
     raise InvalidInput(f"{type(request).__name__} is not the request of a registered layer")
+
+
+def check(strata: Strata, request: JobRequest) -> None:
+    """Refuse a request its layer's checks refuse (see `Layer.check`); nothing is written."""
+    layer = of_request(request)
+    if layer.check is not None:
+        layer.check(strata, request)
 
 
 def projections() -> tuple[Projection, ...]:

@@ -253,30 +253,56 @@ def build_request(
         if match is None or not all(int(n) for n in match.groups()):
             raise InvalidInput(f"canvas {canvas!r}: expected WIDTHxHEIGHT, e.g. 1024x768")
         width, height = int(match.group(1)), int(match.group(2))
-        if background_asset is not None and sizes[background_asset] != (width, height):
-            bw, bh = sizes[background_asset]
-            raise InvalidInput(f"canvas {width}x{height} differs from the background asset's "
-                               f"{bw}x{bh}; leave the canvas out, or place the image as a "
-                               "layer")
     elif background_asset is not None:
         width, height = sizes[background_asset]
     else:
         width, height = scaled_size(*sizes[placed[0].asset], placed[0].scale)
+    try:
+        request = CompositingRequested(
+            job_id=jobs.new_job_id(), branch=branch, layers=placed, width=width,
+            height=height, background=background_color, background_asset=background_asset)
+    except ValidationError as error:
+        raise InvalidInput(f"invalid composite: {explain(error)}") from error
+    _check(strata, request, sizes)
+    return request
+
+
+def check(strata: Strata, request: JobRequest) -> None:
+    """The layer's store checks (`Layer.check`): every input is an image asset, a mask has
+    its layer's size, the canvas is the background asset's size, and the canvas and each
+    scaled layer stay within the store's max_image_pixels."""
+    assert isinstance(request, CompositingRequested)
+    sizes: dict[str, tuple[int, int]] = {}
+    for number, layer in enumerate(request.layers, start=1):
+        for digest, what in ((layer.asset, f"layer {number}"),
+                             (layer.mask, f"the mask of layer {number}")):
+            if digest is not None and digest not in sizes:
+                sizes[digest] = image_asset(strata, digest, what)[1:]
+    if request.background_asset is not None and request.background_asset not in sizes:
+        sizes[request.background_asset] = image_asset(strata, request.background_asset,
+                                                       "the background")[1:]
+    _check(strata, request, sizes)
+
+
+def _check(strata: Strata, request: CompositingRequested,
+           sizes: dict[str, tuple[int, int]]) -> None:
+    """`check`, given the size of every input image (each known to be an image)."""
+    width, height = request.width, request.height
+    if request.background_asset is not None and sizes[request.background_asset] != (
+            width, height):
+        bw, bh = sizes[request.background_asset]
+        raise InvalidInput(f"canvas {width}x{height} differs from the background asset's "
+                           f"{bw}x{bh}; leave the canvas out, or place the image as a "
+                           "layer")
     limit = strata.blobs.max_image_pixels
     check_pixels(width, height, limit, "canvas")
-    for number, layer in enumerate(placed, start=1):
+    for number, layer in enumerate(request.layers, start=1):
         check_pixels(*scaled_size(*sizes[layer.asset], layer.scale), limit,
                      f"layer {number} scaled")
         if layer.mask is not None and sizes[layer.mask] != sizes[layer.asset]:
             (mw, mh), (lw, lh) = sizes[layer.mask], sizes[layer.asset]
             raise InvalidInput(f"layer {number}: its mask is {mw}x{mh}, the layer {lw}x{lh}; "
                                "a mask must have its layer's size")
-    try:
-        return CompositingRequested(
-            job_id=jobs.new_job_id(), branch=branch, layers=placed, width=width,
-            height=height, background=background_color, background_asset=background_asset)
-    except ValidationError as error:
-        raise InvalidInput(f"invalid composite: {explain(error)}") from error
 
 
 def build_request_from_spec(strata: Strata, path: Path,
@@ -293,4 +319,5 @@ LAYER = layers.register(layers.Layer(
     requested=CompositingRequested,
     completed=CompositingCompleted,
     executor=lambda _resources: CompositingExecutor(),
+    check=check,
 ))

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from strata.core import layers
-from strata.core.errors import InvalidInput
+from strata.core.errors import AssetNotFound, InvalidInput
 from strata.core.layers.generation import MAX_SEED
 from strata.core.ledger.event_types import (
     DIGEST_PATTERN,
@@ -621,24 +621,18 @@ def build_request(
     the request, returned for the caller to submit, names it.
     """
     from strata.core.models import registry as models
-    from strata.core.projections import views
     from strata.core.runtime import jobs
 
     if operation not in FIELDS:
         raise InvalidInput(f"unknown edit {operation!r}; edits: {', '.join(FIELDS)}")
     digest = strata.resolve_asset(source)
+    size = _source_size(strata, digest)
     with strata.view() as conn:
-        row = views.asset_row(conn, digest)
         registered = (models.lookup(conn, model or "tiny") if operation in DIFFUSION
                       else None)
-    assert row is not None  # resolved a moment ago
-    if not str(row["media_type"]).startswith("image/") or not row["width"]:
-        raise InvalidInput(f"the source {short(digest)} is {row['media_type']}, not an "
-                           "image; only images can be edited")
-    size = (int(row["width"]), int(row["height"]))
     if operation in DIFFUSION and seed is None:
         seed = secrets.randbelow(2**32)
-    mask_digest, mask_data, mask_file = None, b"", None
+    mask_digest, mask_data, mask_file = None, None, None
     mask_box = None  # the box a mask is made from
     if operation in MASKED:
         if (mask is None) == (box is None):
@@ -651,7 +645,6 @@ def build_request(
         else:
             assert mask is not None
             mask_digest, mask_data, mask_file = _mask_reference(strata, mask)
-            _check_mask(mask_data, mask, size, bool(options.get("fit_mask")))
     elif mask is not None:
         raise InvalidInput(f"{operation} takes no mask")
     try:
@@ -663,13 +656,46 @@ def build_request(
             **options)
     except ValidationError as error:
         raise InvalidInput(f"invalid {operation} request: {explain(error)}") from error
-    request.check_size(*size)
-    if mask_file is not None or mask_box is not None:
+    _check(strata, request, mask_data, mask or "")
+    if mask_data is not None:
         stored = _store_mask(strata, mask_data, mask_file, digest, mask_box)
         if stored != mask_digest:  # the file changed since it was checked
             raise InvalidInput(f"the mask file {mask} changed while the request was made; "
                                "try again")
     return request
+
+
+def check(strata: Strata, request: JobRequest) -> None:
+    """The layer's store checks (`Layer.check`): the source is an image the edit fits, and
+    a mask is an image asset of its size (or fit to it) that selects some pixel."""
+    assert isinstance(request, EditingRequested)
+    _check(strata, request, None, short(request.mask) if request.mask else "")
+
+
+def _check(strata: Strata, request: EditingRequested, mask_data: bytes | None,
+           mask_name: str) -> None:
+    """`check`, with the bytes of a mask not stored yet (a file's, a box's) given as
+    `mask_data`; otherwise a mask is read from the store."""
+    size = _source_size(strata, request.source)
+    if request.mask is not None:
+        if mask_data is None:
+            mask_data = _stored_mask(strata, request.mask)
+        _check_mask(mask_data, mask_name, size, bool(request.fit_mask))
+    request.check_size(*size)
+
+
+def _source_size(strata: Strata, digest: str) -> tuple[int, int]:
+    """The width and height of the image asset `digest`; refused for any other asset."""
+    from strata.core.projections import views
+
+    with strata.view() as conn:
+        row = views.asset_row(conn, digest)
+    if row is None:
+        raise AssetNotFound(f"no asset {digest}")
+    if not str(row["media_type"]).startswith("image/") or not row["width"]:
+        raise InvalidInput(f"the source {short(digest)} is {row['media_type']}, not an "
+                           "image; only images can be edited")
+    return int(row["width"]), int(row["height"])
 
 
 def _box_mask(box: tuple[int, int, int, int], size: tuple[int, int]) -> bytes:
@@ -689,21 +715,27 @@ def _box_mask(box: tuple[int, int, int, int], size: tuple[int, int]) -> bytes:
     return buffer.getvalue()
 
 
-def _mask_reference(strata: Strata, mask: str) -> tuple[str, bytes, Path | None]:
-    """A mask's digest, bytes and file: a file to be stored, or an image asset."""
-    from strata.core.projections import views
-
+def _mask_reference(strata: Strata, mask: str) -> tuple[str, bytes | None, Path | None]:
+    """A mask's digest, and its bytes and file when it is a file to be stored (None, None
+    for an asset: `check` reads it)."""
     path = Path(mask).expanduser()
     if path.is_file():
         data = path.read_bytes()
         return "sha256:" + hashlib.sha256(data).hexdigest(), data, path
-    digest = strata.resolve_asset(mask)
+    return strata.resolve_asset(mask), None, None
+
+
+def _stored_mask(strata: Strata, digest: str) -> bytes:
+    """The bytes of the mask asset `digest`, which must be an image."""
+    from strata.core.projections import views
+
     with strata.view() as conn:
         row = views.asset_row(conn, digest)
-    if row is None or not str(row["media_type"]).startswith("image/"):
-        kind = row["media_type"] if row else "unknown"
-        raise InvalidInput(f"the mask {short(digest)} is {kind}, not an image")
-    return digest, strata.blobs.read_bytes(digest), None
+    if row is None:
+        raise AssetNotFound(f"no mask asset {digest}")
+    if not str(row["media_type"]).startswith("image/"):
+        raise InvalidInput(f"the mask {short(digest)} is {row['media_type']}, not an image")
+    return strata.blobs.read_bytes(digest)
 
 
 def _check_mask(data: bytes, name: str, size: tuple[int, int], fit: bool) -> None:
@@ -756,4 +788,5 @@ LAYER = layers.register(layers.Layer(
     requested=EditingRequested,
     completed=EditingCompleted,
     executor=lambda resources: EditingExecutor(resources.pipelines, device=resources.device),
+    check=check,
 ))

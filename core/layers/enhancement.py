@@ -254,16 +254,11 @@ def build_request(
     appended."""
     from strata.core.runtime import jobs
 
-    digest, width, height = image_asset(strata, source, "the source")
+    digest = strata.resolve_asset(source)
     resolved = []
     for op in operations:
         if op.get("op") == "upscale" and op.get("method") == "model":
             model = find_upscaler(strata, upscaler)
-            factor = UPSCALER_PIPELINES[_pipeline_class(Path(model.path)) or ""]
-            if op.get("factor") != factor:
-                raise InvalidInput(f"the upscaler {model.name!r} scales by {factor}, not by "
-                                   f"{op.get('factor')}; use --upscale {factor}, or "
-                                   "--method lanczos")
             op = {**op, "upscaler": {**(op.get("upscaler") or {}), "model": model}}
         resolved.append(op)
     if upscaler is not None and not any(op.get("method") == "model" for op in resolved):
@@ -273,11 +268,28 @@ def build_request(
                                        source=digest, operations=resolved)
     except ValidationError as error:
         raise InvalidInput(f"invalid enhancement: {explain(error)}") from error
-    for op in request.operations:
-        if isinstance(op, Upscale):
-            width, height = width * op.factor, height * op.factor
-            check_pixels(width, height, strata.blobs.max_image_pixels, "upscaled picture")
+    check(strata, request)
     return request
+
+
+def check(strata: Strata, request: JobRequest) -> None:
+    """The layer's store checks (`Layer.check`): the source is an image, a model upscale
+    runs an upscaler of its factor, and every upscaled size is within the store's
+    max_image_pixels."""
+    assert isinstance(request, EnhancementRequested)
+    _digest, width, height = image_asset(strata, request.source, "the source")
+    for op in request.operations:
+        if not isinstance(op, Upscale):
+            continue
+        if op.upscaler is not None:
+            model = op.upscaler.model
+            factor = UPSCALER_PIPELINES[_upscaler_kind(model.name, Path(model.path))]
+            if op.factor != factor:
+                raise InvalidInput(f"the upscaler {model.name!r} scales by {factor}, not by "
+                                   f"{op.factor}; use --upscale {factor}, or "
+                                   "--method lanczos")
+        width, height = width * op.factor, height * op.factor
+        check_pixels(width, height, strata.blobs.max_image_pixels, "upscaled picture")
 
 
 def find_upscaler(strata: Strata, name: str | None) -> ModelRef:
@@ -288,11 +300,7 @@ def find_upscaler(strata: Strata, name: str | None) -> ModelRef:
     with strata.view() as conn:
         if name is not None:
             row = models.lookup(conn, name)
-            kind = _pipeline_class(Path(row.path))
-            if kind not in UPSCALER_PIPELINES:
-                raise ModelError(f"model {name!r} is a {kind or 'model of unknown kind'}, not "
-                                 f"an upscaler ({', '.join(UPSCALER_PIPELINES)}); "
-                                 f"{REGISTER_HINT}")
+            _upscaler_kind(name, Path(row.path))
             found = [row]
         else:
             found = [row for row in models.all_models(conn)
@@ -304,6 +312,16 @@ def find_upscaler(strata: Strata, name: str | None) -> ModelRef:
         names = ", ".join(row.name for row in found)
         raise ModelError(f"several upscalers are registered ({names}); choose one with --model")
     return ModelRef(name=found[0].name, path=found[0].path, digest=found[0].digest)
+
+
+def _upscaler_kind(name: str, path: Path) -> str:
+    """The upscaler pipeline class of model `name`'s folder; a ModelError when it is not
+    an upscaler."""
+    kind = _pipeline_class(path)
+    if kind not in UPSCALER_PIPELINES:
+        raise ModelError(f"model {name!r} is a {kind or 'model of unknown kind'}, not "
+                         f"an upscaler ({', '.join(UPSCALER_PIPELINES)}); {REGISTER_HINT}")
+    return kind
 
 
 def _pipeline_class(path: Path) -> str | None:
@@ -322,4 +340,5 @@ LAYER = layers.register(layers.Layer(
     requested=EnhancementRequested,
     completed=EnhancementCompleted,
     executor=lambda resources: EnhancementExecutor(resources.device),
+    check=check,
 ))

@@ -414,9 +414,15 @@ def build_request(
         )
     except ValidationError as error:
         raise InvalidInput(f"invalid generation request: {explain(error)}") from error
+    check(strata, request)
+    return request
+
+
+def check(strata: Strata, request: JobRequest) -> None:
+    """The layer's store checks (`Layer.check`): a video's motion adapter must fit."""
+    assert isinstance(request, GenerationRequested)
     if request.video is not None:
         _check_adapter_fits(request.model, request.video)
-    return request
 
 
 def _check_adapter_fits(model: ModelRef, video: VideoSettings) -> None:
@@ -456,4 +462,5 @@ LAYER = layers.register(layers.Layer(
     requested=GenerationRequested,
     completed=GenerationCompleted,
     executor=lambda resources: GenerationExecutor(resources.pipelines, device=resources.device),
+    check=check,
 ))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from strata.core import layers
-from strata.core.errors import InvalidInput, JobError
+from strata.core.errors import AssetNotFound, InvalidInput, JobError
 from strata.core.ledger.event_types import (
     DIGEST_PATTERN,
     InputRef,
@@ -208,26 +208,12 @@ def build_request(
 ) -> MotionRequested:
     """A validated motion request over image assets of one size; nothing is appended when
     anything is wrong."""
-    from strata.core.projections import views
     from strata.core.runtime import jobs
 
     if fmt not in FORMATS:
         raise InvalidInput(f"--format is one of {', '.join(FORMATS)}, not {fmt!r}")
     sources = [strata.resolve_asset(ref) for ref in refs]
-    sizes = set()
-    with strata.view() as conn:
-        for digest in sources:
-            row = views.asset_row(conn, digest)
-            if row is None or not row["media_type"].startswith("image/") or not row["width"]:
-                kind = row["media_type"] if row else "unknown"
-                raise InvalidInput(f"{short(digest)} is {kind}, not an image: motion moves "
-                                   "over still images")
-            sizes.add((row["width"], row["height"]))
-    if len(sizes) > 1:
-        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
-        raise InvalidInput(f"the images of a sequence must have one size, not {listed}; "
-                           "resize them first")
-    ((width, height),) = sizes
+    width, height = sources_size(strata, sources)
     try:
         return MotionRequested(
             job_id=jobs.new_job_id(), branch=branch, operation=operation, sources=sources,
@@ -237,6 +223,40 @@ def build_request(
         raise InvalidInput(f"invalid motion request: {explain(error)}") from error
 
 
+def check(strata: Strata, request: JobRequest) -> None:
+    """The layer's store checks (`Layer.check`): the sources are image assets of one
+    size, the size the request gives the clip. (`build_request` takes that size from
+    `sources_size`, so its requests pass by construction.)"""
+    assert isinstance(request, MotionRequested)
+    width, height = sources_size(strata, request.sources)
+    if (width, height) != (request.width, request.height):
+        raise InvalidInput(f"the sources are {width}x{height}, not the "
+                           f"{request.width}x{request.height} the request gives")
+
+
+def sources_size(strata: Strata, sources: list[str]) -> tuple[int, int]:
+    """The one size of the image assets `sources`; refused for any other asset or for
+    images of several sizes."""
+    from strata.core.projections import views
+
+    sizes = set()
+    with strata.view() as conn:
+        for digest in sources:
+            row = views.asset_row(conn, digest)
+            if row is None:
+                raise AssetNotFound(f"no asset {digest}")
+            if not row["media_type"].startswith("image/") or not row["width"]:
+                raise InvalidInput(f"{short(digest)} is {row['media_type']}, not an image: "
+                                   "motion moves over still images")
+            sizes.add((row["width"], row["height"]))
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h}" for w, h in sorted(sizes))
+        raise InvalidInput(f"the images of a sequence must have one size, not {listed}; "
+                           "resize them first")
+    ((width, height),) = sizes
+    return width, height
+
+
 LAYER = layers.register(layers.Layer(
     name="motion",
     description="still images → a clip: Ken Burns or a sequence with crossfades "
@@ -244,4 +264,5 @@ LAYER = layers.register(layers.Layer(
     requested=MotionRequested,
     completed=MotionCompleted,
     executor=lambda _resources: MotionExecutor(),
+    check=check,
 ))

@@ -13,15 +13,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import Field, ValidationError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from strata.core import layers
-from strata.core.errors import AmbiguousReference, InvalidInput, JobError, JobNotFound
+from strata.core.errors import (
+    AmbiguousReference,
+    AssetNotFound,
+    InvalidInput,
+    JobError,
+    JobNotFound,
+)
 from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest, short
 from strata.core.ledger.events import Payload, RecordedEvent, explain, registry
-from strata.core.projections.base import Batch, Projection, upsert
+from strata.core.projections.base import Batch, Projection, table, upsert
 from strata.core.runtime.executor import Executor, JobContext
-from strata.core.storage.schema import SelectionRow, SelectionScoreRow
+from strata.core.storage.schema import AssetRow, SelectionRow, SelectionScoreRow
 
 if TYPE_CHECKING:
     from strata.core.service import Strata
@@ -128,11 +134,31 @@ def build_request(strata: Strata, refs: list[str], dedupe_distance: int = 6,
     if source_job is None:
         candidates = [strata.resolve_asset(ref) for ref in refs]
     try:
-        return SelectionRequested(job_id=jobs.new_job_id(), candidates=candidates,
-                                  dedupe_distance=dedupe_distance, top=top,
-                                  source_job=source_job)
+        request = SelectionRequested(job_id=jobs.new_job_id(), candidates=candidates,
+                                     dedupe_distance=dedupe_distance, top=top,
+                                     source_job=source_job)
     except ValidationError as error:
         raise InvalidInput(f"invalid selection request: {explain(error)}") from error
+    check(strata, request)
+    return request
+
+
+def check(strata: Strata, request: JobRequest) -> None:
+    """The layer's store checks (`Layer.check`): every candidate is an asset, and the
+    source job, when named, is a job."""
+    from strata.core.runtime import jobs
+
+    assert isinstance(request, SelectionRequested)
+    a = table(AssetRow)
+    with strata.view() as conn:
+        known = set(conn.scalars(select(a.c.digest).where(
+            a.c.digest.in_(sorted(set(request.candidates))))))
+    missing = sorted(set(request.candidates) - known)
+    if missing:
+        raise AssetNotFound(f"no asset {missing[0]}" + (
+            f" (and {len(missing) - 1} more candidates)" if len(missing) > 1 else ""))
+    if request.source_job is not None:
+        jobs.get(strata, request.source_job)
 
 
 def result(strata: Strata, job_id: str) -> SelectionCompleted:
@@ -185,4 +211,5 @@ LAYER = layers.register(layers.Layer(
     completed=SelectionCompleted,
     executor=lambda _resources: SelectionExecutor(),
     projections=(SelectionScoresProjection(),),
+    check=check,
 ))

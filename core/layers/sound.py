@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from strata.core import layers
-from strata.core.errors import InvalidInput, JobError
+from strata.core.errors import AssetNotFound, InvalidInput, JobError
 from strata.core.ledger.event_types import (
     DIGEST_PATTERN,
     InputRef,
@@ -413,7 +413,7 @@ def build_voice(strata: Strata, text: str, *, voice: str = "en", speed: int = 17
                 branch: str | None = None) -> SoundRequested:
     """A validated voice request; refused (nothing appended) without espeak-ng here."""
     request = _request(operation="voice", text=text, voice=voice, speed=speed, branch=branch)
-    espeak_path()
+    check(strata, request)
     return request
 
 
@@ -432,8 +432,6 @@ def build_add(
     """A validated `add` request. Each timing list holds nothing (the default), one value
     (for every track) or one value per track, in the order of `audio`. An audio file (a
     path) is checked first and imported as an asset only once everything is valid."""
-    from strata.core.projections import views
-
     if not audio:
         raise InvalidInput("sound add needs at least one --audio")
     per_track: dict[str, list[Any]] = {}
@@ -444,27 +442,16 @@ def build_add(
                                f"once per --audio ({len(audio)}), not {len(values)} times")
         per_track[name] = list(values) * len(audio) if len(values) == 1 else list(values)
     source = strata.resolve_asset(video)
-    with strata.view() as conn:
-        row = views.asset_row(conn, source)
-    if row is None or not row["media_type"].startswith("video/"):
-        kind = row["media_type"] if row else "unknown"
-        raise InvalidInput(f"{short(source)} is {kind}, not a video: sound add lays audio "
-                           "under a video")
     files: list[Path] = []
-    digests = []
+    digests, imported = [], set()  # imported: the digests of files not stored yet
     for ref in audio:
         path = Path(ref)
         if path.is_file():
             digests.append(_audio_file_digest(strata, path))
+            imported.add(digests[-1])
             files.append(path)
         else:
-            digest = strata.resolve_asset(ref)
-            with strata.view() as conn:
-                found = views.asset_row(conn, digest)
-            if found is None or not found["media_type"].startswith("audio/"):
-                raise InvalidInput(f"{short(digest)} is {found and found['media_type']}, not "
-                                   "audio")
-            digests.append(digest)
+            digests.append(strata.resolve_asset(ref))
     tracks = []
     for index, digest in enumerate(digests):
         chosen = {name: values[index] for name, values in per_track.items() if values}
@@ -473,9 +460,46 @@ def build_add(
         except ValidationError as error:
             raise InvalidInput(f"invalid audio track {index + 1}: {explain(error)}") from error
     request = _request(operation="add", video=source, tracks=tracks, branch=branch)
+    _check(strata, request, frozenset(imported))
     if files:
         strata.add_files(files)
     return request
+
+
+def check(strata: Strata, request: JobRequest) -> None:
+    """The layer's store checks (`Layer.check`): `add` lays audio assets under a video
+    asset, `voice` needs espeak-ng here, `generate` a text-to-audio model."""
+    assert isinstance(request, SoundRequested)
+    _check(strata, request, frozenset())
+
+
+def _check(strata: Strata, request: SoundRequested, imported: frozenset[str]) -> None:
+    """`check`, but the tracks in `imported` are files checked as sound and imported
+    once the request passes."""
+    if request.operation == "voice":
+        espeak_path()
+    elif request.operation == "add":
+        assert request.video is not None  # the request model requires it
+        _media_of(strata, request.video, "video/",
+                  "not a video: sound add lays audio under a video")
+        for track in request.tracks:
+            if track.audio not in imported:
+                _media_of(strata, track.audio, "audio/", "not audio")
+    elif request.operation == "generate":
+        assert request.model is not None  # the request model requires it
+        _check_audio_model(request.model)
+
+
+def _media_of(strata: Strata, digest: str, prefix: str, otherwise: str) -> None:
+    """Refuse the asset `digest` unless its media type starts with `prefix`."""
+    from strata.core.projections import views
+
+    with strata.view() as conn:
+        row = views.asset_row(conn, digest)
+    if row is None:
+        raise AssetNotFound(f"no asset {digest}")
+    if not row["media_type"].startswith(prefix):
+        raise InvalidInput(f"{short(digest)} is {row['media_type']}, {otherwise}")
 
 
 def _audio_file_digest(strata: Strata, path: Path) -> str:
@@ -515,29 +539,37 @@ def build_generate(
 ) -> SoundRequested:
     """A validated `generate` request on the registered text-to-audio `model`; the seed is
     chosen now when none is given (recorded). Steps and cfg default to AudioLDM's."""
-    import json
     import secrets
 
     from strata.core.models import registry as models
 
     with strata.view() as conn:
         registered = models.lookup(conn, model)
-    try:
-        index = json.loads((Path(registered.path) / "model_index.json").read_text("utf-8"))
-        kind = index.get("_class_name") if isinstance(index, dict) else None
-    except (OSError, ValueError):
-        kind = None
-    if kind not in AUDIO_PIPELINES:
-        raise InvalidInput(
-            f"model {model!r} is not a text-to-audio pipeline ({kind or 'no diffusers folder'}"
-            f"); sound generate runs {', '.join(AUDIO_PIPELINES)} folders; write a tiny one "
-            "with `strata model tiny --kind audio`")
-    return _request(
+    request = _request(
         operation="generate", prompt=prompt, negative_prompt=negative_prompt,
         duration=duration, seed=secrets.randbelow(2**32) if seed is None else seed,
         steps=steps, cfg=cfg, scheduler=scheduler,
         model=ModelRef(name=registered.name, path=registered.path, digest=registered.digest),
         device=device, dtype=dtype, branch=branch)
+    check(strata, request)
+    return request
+
+
+def _check_audio_model(model: ModelRef) -> None:
+    """Refuse a model whose folder is not a text-to-audio diffusers pipeline."""
+    import json
+
+    try:
+        index = json.loads((Path(model.path) / "model_index.json").read_text("utf-8"))
+        kind = index.get("_class_name") if isinstance(index, dict) else None
+    except (OSError, ValueError):
+        kind = None
+    if kind not in AUDIO_PIPELINES:
+        raise InvalidInput(
+            f"model {model.name!r} is not a text-to-audio pipeline "
+            f"({kind or 'no diffusers folder'}); sound generate runs "
+            f"{', '.join(AUDIO_PIPELINES)} folders; write a tiny one with "
+            "`strata model tiny --kind audio`")
 
 
 def _request(**fields: Any) -> SoundRequested:
@@ -556,4 +588,5 @@ LAYER = layers.register(layers.Layer(
     requested=SoundRequested,
     completed=SoundCompleted,
     executor=lambda resources: SoundExecutor(device=resources.device),
+    check=check,
 ))

@@ -68,6 +68,7 @@ def _endpoint(layer: Layer) -> Any:
 
     def request_job(strata: Strata, body: BaseModel) -> dict[str, Any]:
         request = make_request(strata, layer.requested, body)
+        layers.check(strata, request)  # what the layer's CLI command checks, before appending
         if request.branch is None:  # as the CLI: the checked-out branch, if any
             request = request.model_copy(update={"branch": branches.current(strata)})
         event = jobs.request(strata, request)
