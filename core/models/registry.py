@@ -74,6 +74,23 @@ def write_tiny(strata: Strata, name: str | None = None, seed: int = 0,
     return register(strata, name, folder)
 
 
+def install_shapes(strata: Strata, name: str | None = None) -> RecordedEvent:
+    """Copy the shipped shapes model (core/models/shapes/weights) under the store's
+    models/ folder and register it (by default as "shapes"). The store keeps its own copy,
+    so upgrading the package never changes the weights a registration names."""
+    import shutil
+
+    from strata.core.models.shapes import NAME, SHIPPED
+    from strata.core.models.tiny import write_model_folder
+
+    name = name or NAME
+    folder = strata.store.settings.resolved_home / "models" / name
+    if not (folder.is_dir() and any(folder.iterdir())):
+        write_model_folder(folder, lambda staging: shutil.copytree(
+            SHIPPED, staging, dirs_exist_ok=True))
+    return register(strata, name, folder)
+
+
 def load_registered(name: str, path: Path, digest: str, cache_file: Path | None,
                     load: Callable[[Path], Loaded]) -> Loaded:
     """`load(path)`, once the weights at `path` are known to be the registered ones

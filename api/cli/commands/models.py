@@ -1,4 +1,4 @@
-"""Model commands: strata model add | tiny | list."""
+"""Model commands: strata model add | tiny | train-shapes | list."""
 
 from __future__ import annotations
 
@@ -49,6 +49,25 @@ def tiny_model(
         event = models.write_tiny(open_strata(), name, seed, kind)
     console.print(f"model [bold]{event.data['name']}[/] at {event.data['path']}: "
                   f"{event.data['digest']}")
+
+
+@model_app.command("train-shapes")
+def train_shapes(
+    out: Annotated[Path, typer.Option(help="a new or empty folder for the trained model")]
+    = Path("shapes-model"),
+    minutes: Annotated[float, typer.Option(
+        help="the training budget, as minutes on two idle CPU cores (a fixed number of "
+             "steps: the same minutes and seed give the same weights)")] = 20.0,
+    seed: Annotated[int, typer.Option(help="seed of the data and the weights")] = 0,
+) -> None:
+    """Train the shapes model on this CPU (nothing is downloaded) and write a diffusers
+    folder; register it with `strata model add NAME FOLDER`."""
+    from strata.core.models.shapes.train import train_shapes as train
+
+    report = train(out, minutes=minutes, seed=seed, say=console.print)
+    console.print(f"shapes model written to [bold]{report.folder}[/] in "
+                  f"{report.seconds / 60:.1f} min; register it with "
+                  f"`strata model add NAME {report.folder}`")
 
 
 @model_app.command("list")
