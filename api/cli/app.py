@@ -7,17 +7,15 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from strata.core.config import Settings, strata_version
-from strata.core.ledger.event_types import short
-from strata.core.service import Strata
-from strata.core.store import Store
+if TYPE_CHECKING:
+    from strata.core.service import Strata
 
 app = typer.Typer(
     name="strata",
@@ -40,6 +38,8 @@ __all__ = ["AsOf", "Json", "app", "console", "err_console", "open_strata", "prin
 
 def _version(value: bool) -> None:
     if value:
+        from strata.core.config import strata_version
+
         print(f"strata {strata_version()}")
         raise typer.Exit()
 
@@ -53,8 +53,21 @@ def _options(
     """Strata: an event-sourced ledger for generative-media pipelines."""
 
 
+# The core is imported when a command first needs it, not with this module: `strata
+# --help` and `--version` need none of it, and every command module imports this one.
 def open_strata() -> Strata:
+    from strata.core.config import Settings
+    from strata.core.service import Strata
+    from strata.core.store import Store
+
     return Strata(Store.open(Settings()))
+
+
+def short(digest: str | None) -> str:
+    """The first 12 hex digits of a digest (core's `short`, imported on first use)."""
+    from strata.core.ledger.event_types import short as core_short
+
+    return core_short(digest)
 
 
 def print_json(value: Any) -> None:
