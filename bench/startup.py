@@ -1,0 +1,103 @@
+"""Start-up benchmark: the wall time of each read command, from the shell's point of view
+(a fresh interpreter per run, as `strata …` is), beside two baselines measured in the same
+loop: `python -c pass` (the interpreter alone) and `python -c "import sqlalchemy"` (the
+floor of any command that opens the database).
+
+Target (issue "Faster where users wait", item 4): every read command ≤ 0.3 s (median).
+The store is small (a few imported images, a derivation, a branch): start-up is what is
+measured, not the query. Runs take turns command by command, round by round, so that a
+busy machine slows every contender alike; the ratio to bare SQLAlchemy says how much a
+command costs above the database layer wherever it runs.
+
+Run it from the checkout: `python bench/startup.py [--rounds N]`; `-X importtime`
+(`python -X importtime -m strata.api.cli.main log`) says where a slow start goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ledger import Row, environment, log, print_report, verdict
+
+TARGET_S = 0.3
+
+
+def make_store(home: Path) -> dict[str, str]:
+    """A small store made through the CLI: three images, one derived from another, a
+    branch; the environment that opens it."""
+    from PIL import Image
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
+    env["STRATA_HOME"] = str(home / ".strata")
+    files = []
+    for i in range(3):
+        buffer = io.BytesIO()
+        Image.new("RGB", (32, 32), (60 * i, 90, 200 - 50 * i)).save(buffer, format="PNG")
+        files.append(home / f"picture-{i}.png")
+        files[-1].write_bytes(buffer.getvalue())
+
+    def strata(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "strata.api.cli.main", *args], env=env,
+                              check=True, capture_output=True, text=True, cwd=home).stdout
+
+    strata("init", "--no-tiny")
+    first = strata("add", str(files[0]), str(files[1])).split()[0]
+    child = strata("add", str(files[2]), "--from", first).split()[0]
+    strata("branch", "create", "look", "--from", child)
+    env["BENCH_ASSET"] = child
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=10, help="runs of each (median)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="strata-startup-") as folder:
+        root = Path(folder)
+        log("making a small store")
+        env = make_store(root)
+        asset = env["BENCH_ASSET"]
+        cli = [sys.executable, "-m", "strata.api.cli.main"]
+        contenders = {
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "python -c 'import sqlalchemy'": [sys.executable, "-c", "import sqlalchemy"],
+            "strata --help": [*cli, "--help"],
+            "strata log": [*cli, "log"],
+            "strata show ASSET": [*cli, "show", asset],
+            "strata status": [*cli, "status"],
+            "strata lineage ASSET": [*cli, "lineage", asset],
+        }
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        for round_ in range(args.rounds):
+            log(f"round {round_ + 1} of {args.rounds}")
+            for name, command in contenders.items():
+                began = time.perf_counter()
+                subprocess.run(command, env=env, cwd=root, check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                times[name].append(time.perf_counter() - began)
+        median = {name: statistics.median(values) for name, values in times.items()}
+        bare, floor = median["python -c pass"], median["python -c 'import sqlalchemy'"]
+        rows = [Row("`python -c pass` (baseline)", f"{bare * 1000:.0f} ms", "-", "-", "-",
+                    "info")]
+        for name in list(contenders)[2:]:
+            rows.append(Row(
+                f"{name.split()[1]} start-up (`{name}`, median of {args.rounds})",
+                f"{median[name] * 1000:.0f} ms",
+                f"import sqlalchemy {floor * 1000:.0f} ms · python -c pass "
+                f"{bare * 1000:.0f} ms", f"{median[name] / floor:.2f}x",
+                f"≤ {TARGET_S * 1000:.0f} ms", verdict(median[name] <= TARGET_S)))
+        print_report("start-up", False, time.perf_counter() - started, environment(root), rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
