@@ -48,12 +48,18 @@ PROMPT_KEYS = {"prompt": "prompt", "negative_prompt": "negative"}
 class FindProjection(Projection):
     name = "find"
     models = (FindAssetRow, FindParamRow, FindTextRow)
-    handles = (AssetImported, AssetDerived, JobCompleted)
+    # Requests too: a completion in the same batch takes its request from the batch's memo
+    # (decoded already) instead of reading the jobs table and decoding it again. Keyed by
+    # stream as well: a job's completion goes to the stream of its request, while a
+    # request repeating its job id (refused on that stream) can only sit on another.
+    handles = (AssetImported, AssetDerived, JobCompleted, JobRequest)
 
     def apply(
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
     ) -> None:
-        if isinstance(payload, AssetImported):
+        if isinstance(payload, JobRequest):
+            batch.memo.setdefault((self.name, payload.job_id, event.stream), payload)
+        elif isinstance(payload, AssetImported):
             embedded = EmbeddedRecipe.of_record(payload.embedded)
             recipe = embedded.flat() if embedded else {}
             self._index(batch, event, payload.asset, "import",
@@ -65,7 +71,10 @@ class FindProjection(Projection):
             self._index(batch, event, payload.output.asset, "external", payload.operation,
                         for_output)
         elif isinstance(payload, JobCompleted):
-            request = _request(conn, payload.job_id)
+            request = batch.memo.get((self.name, payload.job_id, event.stream))
+            if request is None:
+                batch.flush(conn)  # the jobs table must hold what the batch wrote to it
+                request = _request(conn, payload.job_id)
             facts = payload.facts()
             for output in payload.outputs:
                 recipe = {**(request.parameters(output) if request else {}), **facts,
@@ -101,11 +110,14 @@ class FindProjection(Projection):
                     "num": row[0], "txt": row[1]}, keys=("digest", "name", "position"))
 
 
+_SKIPPED_PREFIXES = tuple(f"{s}." for s in SKIPPED)
+
+
 def flatten(recipe: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
     """(dotted name, scalar value) for every entry of a recipe, skipped ones left out."""
     for key, value in recipe.items():
         name = f"{prefix}{key}"
-        if name in SKIPPED or name.startswith(tuple(f"{s}." for s in SKIPPED)):
+        if name in SKIPPED or name.startswith(_SKIPPED_PREFIXES):
             continue
         if isinstance(value, dict):
             yield from flatten(value, name + ".")

@@ -25,7 +25,7 @@ from strata.core.errors import (
 )
 from strata.core.ledger.event_types import DIGEST_PATTERN, JobCompleted, JobRequest, short
 from strata.core.ledger.events import Payload, RecordedEvent, explain, registry
-from strata.core.projections.base import Batch, Projection, table, upsert
+from strata.core.projections.base import Batch, Projection, table
 from strata.core.runtime.executor import Executor, JobContext
 from strata.core.storage.schema import AssetRow, SelectionRow, SelectionScoreRow
 
@@ -195,13 +195,12 @@ class SelectionScoresProjection(Projection):
             batch.insert_or_ignore(SelectionScoreRow, {
                 "digest": digest, "position": event.position, "stream": event.stream,
             }, keys=("digest", "position"))
-        rows = [{"digest": digest, "quality": facts.score, "cluster": facts.cluster,
-                 "rank": facts.rank, "scored_position": event.position, "updated_position": 0}
-                for digest, facts in payload.scored.items()]
-        if rows:
-            upsert(conn, SelectionRow, rows, keys=("digest",),
-                   update_columns=("quality", "cluster", "rank", "scored_position"),
-                   newer="scored_position")
+        for digest, facts in payload.scored.items():
+            batch.upsert(SelectionRow, {
+                "digest": digest, "quality": facts.score, "cluster": facts.cluster,
+                "rank": facts.rank, "scored_position": event.position, "updated_position": 0,
+            }, keys=("digest",), update_columns=("quality", "cluster", "rank", "scored_position"),
+                newer="scored_position")
 
 
 LAYER = layers.register(layers.Layer(

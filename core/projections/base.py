@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Executable, Table
+from sqlalchemy import Column, Connection, Executable, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -61,37 +61,94 @@ def upsert(
 
 
 class Batch:
-    """Rows that only ever get inserted-or-ignored, queued and written together.
+    """The writes of a batch of events, queued and run together straight through the
+    driver: SQLAlchemy's statement building and per-row parameter processing cost far
+    more than the writes themselves (a rebuild's speed rests on this).
 
-    Safe for rows keyed by what made them (assets, derivations, branch moves): running
-    them in order at the end of the batch gives the same rows as running them one by
-    one, since the first insert of a key wins either way.
+    Writes to one table run in the order they were queued, consecutive writes of the
+    same statement as one executemany; tables are independent of each other, so a
+    batch gives exactly the rows that running every write at once would have given.
+    A projection that reads a table during `apply` calls `flush` first (or finds what it
+    needs in `memo`, a scratch space that lives as long as the batch).
     """
 
     def __init__(self) -> None:
-        self.pending: dict[tuple[type, tuple[str, ...]], list[dict[str, Any]]] = {}
+        # table name → runs of (statement, parameter rows), in the order queued
+        self.pending: dict[str, list[tuple[str, list[tuple[Any, ...]]]]] = {}
+        self.memo: dict[Any, Any] = {}
 
     def insert_or_ignore(self, model: type, row: dict[str, Any], keys: tuple[str, ...]) -> None:
-        self.pending.setdefault((model, keys), []).append(row)
+        """Insert `row` unless a row with the same `keys` exists (the first insert wins)."""
+        self.upsert(model, row, keys)
+
+    def upsert(
+        self, model: type, row: dict[str, Any], keys: Iterable[str],
+        update_columns: Iterable[str] | None = None, newer: str | None = None,
+    ) -> None:
+        """Queue `upsert` (below) of one row."""
+        name, sql, columns = _upsert_sql(
+            model, tuple(row), tuple(keys),
+            None if update_columns is None else tuple(update_columns), newer)
+        self._queue(name, sql, tuple([row.get(c, d) for c, d in columns]))
+
+    def update(self, model: type, values: dict[str, Any], key: str, key_value: Any,
+               newer: str, position: int) -> None:
+        """Queue an UPDATE of `values` in the row whose `key` is `key_value`, if its
+        `newer` column is below `position` (re-applying an older event changes nothing)."""
+        sql = _update_sql(model, tuple(values), key, newer)
+        self._queue(table(model).name, sql, (*values.values(), key_value, position))
+
+    def _queue(self, name: str, sql: str, params: tuple[Any, ...]) -> None:
+        runs = self.pending.get(name)
+        if runs is None:
+            runs = self.pending[name] = []
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].append(params)
+        else:
+            runs.append((sql, [params]))
 
     def flush(self, conn: Connection) -> None:
+        if not self.pending:
+            return
         cursor = conn.connection.cursor()
-        for (model, keys), rows in self.pending.items():
-            # Straight to the driver: SQLAlchemy's per-row parameter processing would
-            # cost more than the inserts (rebuild speed rests on this).
-            sql, columns = _insert_or_ignore_sql(model, keys)
-            cursor.executemany(driver_sql(conn, sql),
-                               [tuple(row.get(c) for c in columns) for row in rows])
+        for runs in self.pending.values():
+            for sql, rows in runs:
+                cursor.executemany(driver_sql(conn, sql), rows)
         self.pending.clear()
 
 
-@lru_cache(maxsize=32)
-def _insert_or_ignore_sql(model: type, keys: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
-    columns = tuple(c.name for c in table(model).columns)
-    sql = (f"INSERT INTO {table(model).name} ({', '.join(columns)}) "
-           f"VALUES ({', '.join(['?'] * len(columns))}) "
-           f"ON CONFLICT ({', '.join(keys)}) DO NOTHING")
-    return sql, columns
+def _default(column: Column[Any]) -> Any:
+    default = column.default
+    return default.arg if default is not None and default.is_scalar else None  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=256)
+def _upsert_sql(
+    model: type, given: tuple[str, ...], keys: tuple[str, ...],
+    update_columns: tuple[str, ...] | None, newer: str | None,
+) -> tuple[str, str, tuple[tuple[str, Any], ...]]:
+    """The table's name, the statement `upsert` runs for rows with the columns `given`,
+    and its columns with the value each takes when a row lacks it: as in SQLAlchemy's
+    insert, a column left out gets its scalar default, and one without such a default is
+    left to the database."""
+    name = table(model).name
+    columns = tuple((c.name, _default(c)) for c in table(model).columns
+                    if c.name in given or _default(c) is not None)
+    sql = (f"INSERT INTO {name} ({', '.join(c for c, _ in columns)}) "
+           f"VALUES ({', '.join(['?'] * len(columns))}) ON CONFLICT ({', '.join(keys)}) ")
+    if update_columns is None:
+        return name, sql + "DO NOTHING", columns
+    sql += f"DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in update_columns)}"
+    if newer is not None:
+        sql += f" WHERE {name}.{newer} < excluded.{newer}"
+    return name, sql, columns
+
+
+@lru_cache(maxsize=64)
+def _update_sql(model: type, columns: tuple[str, ...], key: str, newer: str) -> str:
+    name = table(model).name
+    return (f"UPDATE {name} SET {', '.join(f'{c} = ?' for c in columns)} "
+            f"WHERE {key} = ? AND {newer} < ?")
 
 
 class Projection(ABC):

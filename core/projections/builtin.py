@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection
 
 from strata.core.find.projection import FindProjection
 from strata.core.ledger.event_types import (
@@ -33,7 +33,7 @@ from strata.core.ledger.event_types import (
     SelectionRejected,
 )
 from strata.core.ledger.events import Payload, RecordedEvent
-from strata.core.projections.base import Batch, Projection, table, upsert
+from strata.core.projections.base import Batch, Projection
 from strata.core.storage.schema import (
     AssetRow,
     BranchMoveRow,
@@ -113,12 +113,11 @@ class JobsProjection(Projection):
     def apply(
         self, conn: Connection, event: RecordedEvent, payload: Payload, batch: Batch
     ) -> None:
-        jobs = table(JobRow)
         changes: dict[str, Any]
         if isinstance(payload, JobRequest):
             # A job id requested twice (on another stream) cannot be undone in the log;
             # the first request stands and the projection must not wedge on the second.
-            upsert(conn, JobRow, dict(
+            batch.insert_or_ignore(JobRow, dict(
                 job_id=payload.job_id,
                 layer=layer_of(event),
                 status="requested",
@@ -149,11 +148,10 @@ class JobsProjection(Projection):
             changes = {"status": "cancelled", "worker": None, "retry_at": None}
         else:
             return
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.job_id == payload.job_id, jobs.c.updated_position < event.position)
-            .values(stream_version=event.version, updated_position=event.position, **changes)
-        )
+        batch.update(JobRow, {"stream_version": event.version,
+                              "updated_position": event.position, **changes},
+                     "job_id", payload.job_id, newer="updated_position",
+                     position=event.position)
 
 
 class BranchesProjection(Projection):
@@ -166,30 +164,26 @@ class BranchesProjection(Projection):
     ) -> None:
         if isinstance(payload, BranchCreated):
             # Created again outside its stream: the first creation stands.
-            upsert(conn, BranchRow, dict(
+            batch.insert_or_ignore(BranchRow, dict(
                 name=payload.name, head=payload.head, version=event.version,
                 created_position=event.position, updated_position=event.position,
             ), keys=("name",))
-            self._move(conn, event, payload.name, "created", payload.head, None, None)
+            self._move(batch, event, payload.name, "created", payload.head, None, None)
         elif isinstance(payload, BranchAdvanced | BranchRolledBack):
-            branches = table(BranchRow)
-            conn.execute(
-                update(branches)
-                .where(branches.c.name == payload.name,
-                       branches.c.updated_position < event.position)
-                .values(head=payload.head, version=event.version,
-                        updated_position=event.position)
-            )
+            batch.update(BranchRow, {"head": payload.head, "version": event.version,
+                                     "updated_position": event.position},
+                         "name", payload.name, newer="updated_position",
+                         position=event.position)
             action = "advanced" if isinstance(payload, BranchAdvanced) else "rolled_back"
             reason = payload.reason if isinstance(payload, BranchRolledBack) else None
-            self._move(conn, event, payload.name, action, payload.head, payload.previous_head,
-                       reason)
+            self._move(batch, event, payload.name, action, payload.head,
+                       payload.previous_head, reason)
 
     def _move(
-        self, conn: Connection, event: RecordedEvent, branch: str, action: str,
+        self, batch: Batch, event: RecordedEvent, branch: str, action: str,
         head: str | None, previous: str | None, reason: str | None,
     ) -> None:
-        upsert(conn, BranchMoveRow, dict(
+        batch.insert_or_ignore(BranchMoveRow, dict(
             branch=branch, position=event.position, action=action, head=head,
             previous_head=previous, reason=reason, recorded_at=event.recorded_at,
         ), keys=("branch", "position"))
@@ -207,28 +201,29 @@ class CurationProjection(Projection):
     ) -> None:
         if isinstance(payload, SelectionPicked | SelectionRejected):
             decision = "picked" if isinstance(payload, SelectionPicked) else "rejected"
-            record_selection(conn, event, payload.digest, decision=decision, note=payload.note)
+            record_selection(batch, event, payload.digest, decision=decision,
+                             note=payload.note)
         elif isinstance(payload, SelectionRated):
-            record_selection(conn, event, payload.digest, rating=payload.rating,
+            record_selection(batch, event, payload.digest, rating=payload.rating,
                              note=payload.note)
         elif isinstance(payload, ReviewRecorded):
-            upsert(conn, ReviewRow, {"digest": payload.digest, "verdict": payload.verdict,
+            batch.upsert(ReviewRow, {"digest": payload.digest, "verdict": payload.verdict,
                                      "note": payload.note, "position": event.position},
-                   keys=("digest",), update_columns=("verdict", "note", "position"),
-                   newer="position")
+                         keys=("digest",), update_columns=("verdict", "note", "position"),
+                         newer="position")
         elif isinstance(payload, FinalMarked):
-            upsert(conn, FinalRow, {"digest": payload.digest, "note": payload.note,
+            batch.upsert(FinalRow, {"digest": payload.digest, "note": payload.note,
                                     "position": event.position},
-                   keys=("digest",), update_columns=("note", "position"), newer="position")
+                         keys=("digest",), update_columns=("note", "position"),
+                         newer="position")
 
 
-def record_selection(conn: Connection, event: RecordedEvent, digest: str,
-                     **changes: Any) -> None:
+def record_selection(batch: Batch, event: RecordedEvent, digest: str, **changes: Any) -> None:
     """Set some facts of an asset's selection row (decision, rating, score, …), unless a
     newer event already set them."""
     values = {"digest": digest, "updated_position": event.position, **changes}
-    upsert(conn, SelectionRow, values, keys=("digest",),
-           update_columns=[k for k in values if k != "digest"], newer="updated_position")
+    batch.upsert(SelectionRow, values, keys=("digest",),
+                 update_columns=[k for k in values if k != "digest"], newer="updated_position")
 
 
 class ModelsProjection(Projection):
@@ -241,9 +236,10 @@ class ModelsProjection(Projection):
     ) -> None:
         if isinstance(payload, ModelRegistered):
             # Registering a name again points it at new files; the old event stays.
-            upsert(conn, ModelRow, {**payload.model_dump(), "position": event.position},
-                   keys=("name",), update_columns=("path", "digest", "format", "position"),
-                   newer="position")
+            batch.upsert(ModelRow, {**payload.model_dump(), "position": event.position},
+                         keys=("name",), update_columns=("path", "digest", "format",
+                                                         "position"),
+                         newer="position")
 
 
 BUILTIN_PROJECTIONS: tuple[Projection, ...] = (

@@ -23,15 +23,23 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from strata.core.config import strata_version
 from strata.core.errors import ChainBroken, LogShortened, StoreFromNewerVersion
 from strata.core.ledger.events import RecordedEvent, UnknownPayload
-from strata.core.ledger.log import ChainWalker, events_after, events_table
+from strata.core.ledger.log import (
+    ChainWalker,
+    events_after,
+    events_table,
+    row_to_event,
+    rows_after,
+)
 from strata.core.projections.asof import clear_history
 from strata.core.projections.base import Batch, Projection, table, upsert
+from strata.core.projections.bulk import secondary_indexes_dropped
 from strata.core.storage.db import PROJECTION_LOCK, is_sqlite, take_lock, write_transaction
 from strata.core.storage.schema import ProjectionCheckpoint
 
@@ -206,17 +214,19 @@ class ProjectionRunner:
         checkpoints = self.checkpoints(conn)
         start = min(checkpoints.values(), default=0)
         if self.source is self.engine:
-            rows = events_after(conn, start, to_position, BATCH)
+            rows = rows_after(conn, start, to_position, BATCH)
         else:
             with self.source.connect() as source:
-                rows = events_after(source, start, to_position, BATCH)
+                rows = rows_after(source, start, to_position, BATCH)
         batch = Batch()
         last, stopped, applied = start, None, 0
-        for event in rows:
+        meta_cache: dict[str, Any] = {}
+        for row in rows:
             if deadline is not None and applied and time.monotonic() >= deadline:
                 break
+            event = row_to_event(row, meta_cache)
             if chain is not None:
-                breaks = chain.step(event)
+                breaks = chain.step(event, stored=(row[6], row[7]))
                 if breaks:
                     raise ChainBroken(
                         f"refused to rebuild: the hash chain is broken at position "
@@ -260,7 +270,9 @@ class ProjectionRunner:
                     conn.execute(delete(table(model)))
             clear_history(conn)  # the versions time travel reads are projections too
             conn.execute(delete(table(ProjectionCheckpoint)))
-            return self._apply_all(conn, ChainWalker())
+            tables = [table(m).name for p in self.projections for m in p.models]
+            with secondary_indexes_dropped(conn, tables):
+                return self._apply_all(conn, ChainWalker())
 
 
 def _head(conn: Connection) -> int:
