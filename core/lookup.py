@@ -30,7 +30,7 @@ def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | E
     An ambiguous asset prefix is an error (not a reason to try events); with `as_of`, only
     what existed at that position counts.
     """
-    from strata.core.provenance.recipe import recipe
+    from strata.core.provenance.recipe import recipe_of
 
     with strata.view(as_of) as conn:
         try:
@@ -60,4 +60,4 @@ def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | E
     created = strata.ledger.get(details.asset["created_event_id"])
     # What made an asset never changes once it exists, so the recipe is the same as of any
     # position at which the asset is there.
-    return AssetFound(details, created, recipe(strata, digest))
+    return AssetFound(details, created, recipe_of(strata, details.asset, created))

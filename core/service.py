@@ -291,11 +291,17 @@ class Strata:
             with self._replayed_view(as_of) as conn:
                 yield conn
             return
-        runner.catch_up()  # other processes may have appended
         if as_of is None:
             with self.store.engine.connect() as conn:
+                # Other processes may have appended. Asked on the view's own connection (one
+                # query: readers ask it on every request); when behind, that transaction
+                # ends so that the view sees what the catch-up applies.
+                if not runner.is_current(conn):
+                    conn.rollback()
+                    runner.catch_up()
                 yield conn
             return
+        runner.catch_up()  # other processes may have appended
         # Time travel: the same tables, each restricted to what was true at `as_of`
         # (core.projections.asof): bounded work whatever the log's length.
         with asof.as_of_connection(self.store.engine, as_of) as conn:

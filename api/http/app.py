@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from strata.api.http import problems, routers
 from strata.api.http.settings import HttpSettings
 from strata.core import layers
+from strata.core.auth import tokens
 from strata.core.config import Settings, strata_version
 from strata.core.service import Strata
 from strata.core.store import Store
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, http: HttpSettings | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.open(settings or Settings())
         app.state.strata = Strata(store)
+        app.state.tokens = tokens.TokenCache(store.engine)
         try:
             yield
         finally:

@@ -4,7 +4,9 @@ the caller, after the caller's token has been checked for the scope the route ne
 Tokens come as `Authorization: Bearer …` or, for what cannot send headers (`<img>`,
 `<video>`, `EventSource`), as the `access_token` query parameter. With no token created
 and the server on a loopback address, every request is allowed and events name the
-CLI's default actor; a server on any other address always requires a token.
+CLI's default actor; a server on any other address always requires a token. What the
+tokens table says is kept for a second (core.auth.tokens.TokenCache): a token revoked by
+another process may work for that long.
 """
 
 from __future__ import annotations
@@ -44,14 +46,14 @@ def principal(
     query_token: Annotated[str | None, Depends(_query)],
 ) -> Principal:
     secret = bearer.credentials if bearer is not None else query_token
-    engine = service(request).store.engine
+    known: tokens.TokenCache = request.app.state.tokens
     if secret is None:
-        if http_settings(request).loopback and not tokens.any_token(engine):
+        if http_settings(request).loopback and not known.any_token():
             return _OPEN
         raise HttpProblem(401, "a token is required: send `Authorization: Bearer <token>` "
                           "(or ?access_token=); create one with `strata token create`",
                           {"WWW-Authenticate": "Bearer"})
-    found = tokens.authenticate(engine, secret)
+    found = known.authenticate(secret)
     if found is None:
         raise HttpProblem(401, "the token is not valid (unknown or revoked)",
                           {"WWW-Authenticate": 'Bearer error="invalid_token"'})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,6 +74,16 @@ def _scopes(given: Iterable[str]) -> list[str]:
     return scopes
 
 
+# Bumped by every create and revoke in this process, so that a TokenCache here sees them
+# at once; another process's changes reach it when its entries expire.
+_changes = 0
+
+
+def _changed() -> None:
+    global _changes
+    _changes += 1
+
+
 def create(engine: Engine, scopes: Iterable[str], name: str | None = None) -> tuple[str, str]:
     """A new token: (its name, the secret, shown once and never stored)."""
     granted = _scopes(list(scopes))
@@ -89,6 +100,7 @@ def create(engine: Engine, scopes: Iterable[str], name: str | None = None) -> tu
     except SqlIntegrityError:
         raise InvalidInput(f"a token named {name!r} exists already; revoke it or choose "
                            "another name") from None
+    _changed()
     return name, secret
 
 
@@ -104,6 +116,7 @@ def revoke(engine: Engine, name: str) -> None:
     with engine.begin() as conn:
         if conn.execute(delete(t).where(t.c.name == name)).rowcount == 0:
             raise TokenNotFound(f"no token named {name!r}; `strata token list` shows them")
+    _changed()
 
 
 def any_token(engine: Engine) -> bool:
@@ -118,3 +131,42 @@ def authenticate(engine: Engine, secret: str) -> Principal | None:
         row = conn.execute(select(t.c.name, t.c.scopes)
                            .where(t.c.token_hash == hash_token(secret))).first()
     return Principal(row.name, frozenset(row.scopes.split(","))) if row else None
+
+
+class TokenCache:
+    """`any_token` and `authenticate` for a server, each answer kept for `ttl` seconds:
+    they would otherwise cost a query on every request. A token created or revoked in
+    this process counts at once; one revoked by another process (`strata token revoke`
+    beside a running server) is still accepted for up to `ttl` seconds."""
+
+    MAX_ENTRIES = 1024  # unknown secrets are remembered too; this bounds them
+
+    def __init__(self, engine: Engine, ttl: float = 1.0) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._any: tuple[float, bool] | None = None
+        self._found: dict[str, tuple[float, Principal | None]] = {}
+        self._seen_changes = _changes
+
+    def _fresh(self) -> float:
+        """The time now, after forgetting everything if tokens changed here meanwhile."""
+        if self._seen_changes != _changes:
+            self._any, self._found, self._seen_changes = None, {}, _changes
+        return time.monotonic()
+
+    def any_token(self) -> bool:
+        now = self._fresh()
+        if self._any is None or now - self._any[0] >= self.ttl:
+            self._any = (now, any_token(self.engine))
+        return self._any[1]
+
+    def authenticate(self, secret: str) -> Principal | None:
+        now = self._fresh()
+        key = hash_token(secret)
+        known = self._found.get(key)
+        if known is None or now - known[0] >= self.ttl:
+            if len(self._found) >= self.MAX_ENTRIES:
+                self._found = {}
+            known = (now, authenticate(self.engine, secret))
+            self._found[key] = known
+        return known[1]

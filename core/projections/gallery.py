@@ -12,9 +12,10 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, Select, Subquery, bindparam, func, or_, select
 
 from strata.core.errors import InvalidInput
 from strata.core.projections import lineage
@@ -115,24 +116,45 @@ def _page(conn: Connection, where: AssetFilter, digests: frozenset[str] | None, 
     return rows, total
 
 
+IMPORTED = "import"  # the operation of an asset made outside any step
+
+
+def _made_by() -> Subquery:
+    """Each asset of the bound list `digests` that a step made, with its operation."""
+    d = table(DerivationRow)
+    return (select(d.c.output_digest, func.min(d.c.operation).label("operation"))
+            .where(d.c.output_digest.in_(bindparam("digests", expanding=True)))
+            .group_by(d.c.output_digest).subquery())
+
+
+@lru_cache(maxsize=1)
+def _operations_query() -> Select[Any]:
+    made = _made_by()
+    return select(made.c.output_digest, made.c.operation)
+
+
+@lru_cache(maxsize=1)
+def _nodes_query() -> Select[Any]:
+    a, made = table(AssetRow), _made_by()
+    return (select(a.c.digest, a.c.media_type, a.c.layer, made.c.operation)
+            .select_from(a.outerjoin(made, made.c.output_digest == a.c.digest))
+            .where(a.c.digest.in_(bindparam("digests", expanding=True))))
+
+
 def operations(conn: Connection, digests: list[str]) -> dict[str, str]:
     """The operation that made each asset ("import" for one made outside any step)."""
-    d = table(DerivationRow)
-    found: dict[str, str] = dict(conn.execute(select(d.c.output_digest, func.min(d.c.operation))
-                              .where(d.c.output_digest.in_(digests))
-                              .group_by(d.c.output_digest)).all()) if digests else {}
-    return {digest: found.get(digest, "import") for digest in digests}
+    found: dict[str, str] = dict(
+        conn.execute(_operations_query(), {"digests": digests}).all()) if digests else {}
+    return {digest: found.get(digest, IMPORTED) for digest in digests}
 
 
 def nodes(conn: Connection, digests: list[str]) -> list[dict[str, Any]]:
-    """Lineage graph nodes: each asset's media type, layer and making operation, in two
-    queries whatever the graph's size."""
-    a = table(AssetRow)
-    rows = {r.digest: r for r in conn.execute(
-        select(a.c.digest, a.c.media_type, a.c.layer).where(a.c.digest.in_(digests)))}
-    made_by = operations(conn, digests)
+    """Lineage graph nodes: each asset's media type, layer and making operation, in one
+    query (built once) whatever the graph's size."""
+    rows = {r.digest: r for r in conn.execute(_nodes_query(), {"digests": digests})}
     return [{"digest": d, "media_type": rows[d].media_type if d in rows else None,
-             "layer": rows[d].layer if d in rows else None, "operation": made_by[d]}
+             "layer": rows[d].layer if d in rows else None,
+             "operation": (rows[d].operation if d in rows else None) or IMPORTED}
             for d in digests]
 
 

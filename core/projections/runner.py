@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, Select, delete, func, select
 
 from strata.core.config import strata_version
 from strata.core.errors import ChainBroken, LogShortened, StoreFromNewerVersion
@@ -108,6 +108,7 @@ class ProjectionRunner:
         self.source = source or engine  # where the events are read (differs for time travel)
         self.projections = tuple(projections)
         self._dispatch: dict[type, tuple[Projection, ...]] = {}
+        self._current_query: Select[Any] | None = None  # built on first use
 
     def checkpoints(self, conn: Connection) -> dict[str, int]:
         rows = conn.execute(select(table(ProjectionCheckpoint))).all()
@@ -198,11 +199,25 @@ class ProjectionRunner:
         return min(self.checkpoints(conn).values(), default=0)
 
     def _up_to_date(self, to_position: int | None) -> bool:
+        if to_position is None and self.source is self.engine:
+            with self.engine.connect() as conn:
+                return self.is_current(conn)
         with self.engine.connect() as conn:
             behind = self._behind(conn)
         with self.source.connect() as source:
             head = _head(source)
         return behind >= (head if to_position is None else min(head, to_position))
+
+    def is_current(self, conn: Connection) -> bool:
+        """Whether every projection has applied the whole log, in one query on `conn` (a
+        connection to the store's database): every request of a reader asks it."""
+        if self._current_query is None:
+            checkpoints = table(ProjectionCheckpoint)
+            head = select(func.coalesce(func.max(events_table.c.position), 0)).scalar_subquery()
+            self._current_query = select(func.count()).where(
+                checkpoints.c.name.in_([p.name for p in self.projections]),
+                checkpoints.c.position >= head)
+        return conn.scalar(self._current_query) == len(self.projections)
 
     def _apply_batch(
         self, conn: Connection, to_position: int | None, chain: ChainWalker | None = None,

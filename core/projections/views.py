@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Select, bindparam, func, select
 
 from strata.core.errors import AssetNotFound
 from strata.core.ledger.log import utc_iso
@@ -48,18 +49,42 @@ def _one(conn: Connection, model: type, **where: Any) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
+_DECIDED = (SelectionRow, ReviewRow, FinalRow)  # rows keyed by digest beside the asset's
+
+
+@lru_cache(maxsize=1)
+def _asset_and_decisions() -> Select[Any]:
+    """The asset's row and its selection, review and final rows in one query (each
+    table's columns labelled `<table>__<column>`), built once and run with a bound digest:
+    `show` and `GET /assets/{ref}` ask it on every call."""
+    asset = table(AssetRow)
+    joined, columns = asset, [c.label(f"{asset.name}__{c.name}") for c in asset.c]
+    for model in _DECIDED:
+        t = table(model)
+        joined = joined.outerjoin(t, t.c.digest == asset.c.digest)
+        columns += [c.label(f"{t.name}__{c.name}") for c in t.c]
+    return select(*columns).select_from(joined).where(asset.c.digest == bindparam("digest"))
+
+
 def asset_details(conn: Connection, digest: str) -> AssetDetails:
-    asset = _one(conn, AssetRow, digest=digest)
-    if asset is None:
+    found = conn.execute(_asset_and_decisions(), {"digest": digest}).first()
+    if found is None:
         raise AssetNotFound(f"no asset {digest} at this point of the log")
+    rows: dict[str, dict[str, Any]] = {}
+    for label, value in found._mapping.items():
+        name, _, column = str(label).partition("__")
+        rows.setdefault(name, {})[column] = value
+    asset, selection, review, final = (
+        rows[table(m).name] for m in (AssetRow, *_DECIDED))
     branches = table(BranchRow)
     return AssetDetails(
         asset=asset,
         parents=walk(conn, digest, "up", depth=1),
         children=walk(conn, digest, "down", depth=1),
-        selection=_one(conn, SelectionRow, digest=digest),
-        review=_one(conn, ReviewRow, digest=digest),
-        final=_one(conn, FinalRow, digest=digest),
+        # an outer join's missing row: every column None, its key included
+        selection=selection if selection["digest"] is not None else None,
+        review=review if review["digest"] is not None else None,
+        final=final if final["digest"] is not None else None,
         branches=list(conn.scalars(select(branches.c.name).where(branches.c.head == digest))),
     )
 

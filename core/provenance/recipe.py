@@ -15,6 +15,7 @@ from strata.core.decisions.iteration import producing_job
 from strata.core.errors import EventNotFound
 from strata.core.interop.recipe import EmbeddedRecipe
 from strata.core.ledger.event_types import AssetDerived, AssetImported, JobCompleted
+from strata.core.ledger.events import RecordedEvent
 from strata.core.projections import views
 from strata.core.service import Strata
 
@@ -36,9 +37,18 @@ def recipe(strata: Strata, asset_ref: str) -> dict[str, Any]:
         asset = views.asset_row(conn, digest)
     if asset is None:  # resolved a moment ago; the projections cannot lose it
         raise EventNotFound(f"no asset {digest} in the projections")
+    return recipe_of(strata, asset)
+
+
+def recipe_of(strata: Strata, asset: dict[str, Any],
+              created: RecordedEvent | None = None) -> dict[str, Any]:
+    """`recipe` of an asset's projection row, for a caller that has read the row (and
+    perhaps `created`, the event that recorded the asset) already."""
+    digest = asset["digest"]
     flat: dict[str, Any] = {"layer": asset["layer"]}
     if asset["job_id"] is None:
-        created = strata.ledger.get(asset["created_event_id"])
+        if created is None:
+            created = strata.ledger.get(asset["created_event_id"])
         if created is None:
             raise EventNotFound(f"the event that recorded {digest} is not in the log")
         flat.update(actor=created.meta.get("actor"), host=created.meta.get("host"),
