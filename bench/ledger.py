@@ -15,6 +15,8 @@ What is measured, and against what:
 2. batch appends (`Ledger.append` of 500 events) vs raw `executemany` of the same rows in
    one transaction;
 3. `ProjectionRunner.rebuild()` over a realistic log vs a plain `SELECT` of the same rows;
+   3b: the same over bench/provenance.py's mix of every layer's events (about 100,000), and
+   3c on PostgreSQL (`--postgres URL`);
 4. `lineage.walk(..., "up", depth=1000)` from the tip of a 1,000-long chain among the
    log's assets vs the same recursive query in raw SQL;
 5. `LocalBlobStore.ingest_path` on random files vs hashlib + write + fsync + rename, and,
@@ -579,6 +581,73 @@ def bench_rebuild(root: Path, assets: int) -> tuple[list[Row], Store, LogShape]:
         store, shape
 
 
+def rebuild_mix_store(store: Store, assets: int) -> int:
+    """Write bench/provenance.py's mix of every layer's events (requests, starts, failures
+    and retries, completions of all seven layers, imports, outside edits, decisions,
+    reviews, branch moves) for `assets` assets; return the number of events."""
+    from provenance import write_store  # beside this file; it imports this module too
+
+    return write_store(store, assets).events
+
+
+def raw_select_rate(store: Store, events: int) -> float:
+    """Rows per second of the plain SELECT of the events' columns, best of three, through
+    the store's own driver (sqlite3 or psycopg)."""
+    best = math.inf
+    for _ in range(3):
+        raw = store.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            start = time.perf_counter()
+            cursor.execute(f"SELECT {EVENT_COLUMNS} FROM events ORDER BY position")
+            rows = cursor.fetchall()
+            best = min(best, time.perf_counter() - start)
+        finally:
+            raw.close()
+        assert len(rows) == events, (len(rows), events)
+    return events / best
+
+
+def bench_rebuild_mix(root: Path, assets: int, postgres: str | None) -> list[Row]:
+    """3b (and 3c on PostgreSQL). `rebuild()` of a log of every layer's events — the find
+    indexes, jobs, selections, branches included — beside a raw SELECT of its rows."""
+    rows: list[Row] = []
+    places = [("SQLite", None)] + ([("PostgreSQL", postgres)] if postgres else [])
+    for number, (name, url) in zip("bc", places, strict=False):
+        log(f"3{number}. rebuild of every layer's events on {name}: writing about "
+            f"{assets:,} assets (setup)")
+        settings = Settings(home=root / f"mix-{name}", database_url=url)
+        store = Store.open(settings, create=True)
+        try:
+            warm = Store.open(Settings(home=root / f"mix-warm-{name}"), create=True)
+            rebuild_mix_store(warm, 500)  # imports, pydantic, statement caches
+            warm.projections.rebuild()
+            warm.close()
+            events = rebuild_mix_store(store, assets)
+            store.projections.catch_up()
+            raw_rate = raw_select_rate(store, events)
+            gc.collect()
+            start = time.perf_counter()
+            applied = store.projections.rebuild()
+            seconds = time.perf_counter() - start
+            assert applied == events, (applied, events)
+            rate = events / seconds
+            log(f"   rebuild {rate:,.0f} ev/s ({seconds:.1f} s), raw SELECT "
+                f"{raw_rate:,.0f} rows/s; load average {os.getloadavg()[0]:.1f}")
+            rows.append(Row(
+                f"3{number}. projection rebuild, every layer's events, {name} ({events:,} "
+                f"events of {assets:,} assets; find indexes included)",
+                fmt_rate(rate, "ev/s"), f"raw SELECT of the rows: {fmt_rate(raw_rate, 'rows/s')}",
+                f"{rate / raw_rate:.3f}x", "≥ 100,000 ev/s", verdict(rate >= 100_000)))
+        finally:
+            if url is not None:
+                with store.engine.begin() as conn:  # leave the database as it was found
+                    conn.execute(text("DROP SCHEMA public CASCADE"))
+                    conn.execute(text("CREATE SCHEMA public"))
+            store.close()
+    return rows
+
+
 LINEAGE_SQL = """
 WITH RECURSIVE frontier(input_digest, output_digest, role, layer, operation, event_id, depth)
 AS (
@@ -948,6 +1017,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None,
                         help="where to make the temporary folder (its disk is measured)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--mix-assets", type=int, default=None,
+                        help="assets in the every-layer log that 3b rebuilds (default 55,000: "
+                             "about 100,000 events; --quick 5,000)")
+    parser.add_argument("--postgres", default=None, metavar="URL",
+                        help="also rebuild that log on this PostgreSQL database (3c); its "
+                             "public schema is emptied afterwards: give a scratch database")
     parser.add_argument("--time-travel", action="store_true",
                         help="run only 6: show and lineage --as-of on a store of a million "
                              "events, built once and kept under --cache")
@@ -981,6 +1056,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += bench_batch(root, batches)
         rebuild_rows, store, shape = bench_rebuild(root, assets)
         rows += rebuild_rows
+        rows += bench_rebuild_mix(root, args.mix_assets or (5_000 if quick else 55_000),
+                                  args.postgres)
         rows += bench_lineage(store, shape, reps)
         store.close()
         rows += bench_blobs(root, files, size_mb, png_side)
