@@ -229,10 +229,9 @@ class GenerationExecutor(Executor):
             outputs = self._videos(ctx, request, request.video, pipeline)
         generated = time.perf_counter()
 
-        produced = []
-        for seed, data in zip(request.seeds, outputs, strict=True):
-            info = ctx.strata.blobs.ingest_bytes(data)
-            produced.append(ProducedAsset(asset=info, seed=seed, params={"seed": seed}))
+        stored_infos = ctx.strata.blobs.ingest_all(outputs)  # flushed to disk together
+        produced = [ProducedAsset(asset=info, seed=seed, params={"seed": seed})
+                    for seed, info in zip(request.seeds, stored_infos, strict=True)]
         stored = time.perf_counter()
         extra: dict[str, Any] = {}
         versions = run_versions()

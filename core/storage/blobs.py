@@ -180,6 +180,19 @@ class BlobStore(ABC):
     def ingest_bytes(self, data: bytes) -> AssetInfo:
         return self.ingest(io.BytesIO(data))
 
+    def ingest_all(self, outputs: Sequence[bytes]) -> list[AssetInfo]:
+        """Store a job's outputs: every one inspected before any is stored (one refused,
+        none stored), then made durable together (`_publish_all`)."""
+        with self.staging([io.BytesIO(data) for data in outputs]) as staged:
+            self._publish_all([(each.temporary, each.info.digest) for each in staged])
+            return [each.info for each in staged]
+
+    def _publish_all(self, blobs: Sequence[tuple[Path, str]]) -> None:
+        """`_publish` for several (temporary, digest) pairs; a backend that can flush
+        them together overrides this."""
+        for temporary, digest in blobs:
+            self._publish(temporary, digest)
+
     # --- leftovers of killed ingests ----------------------------------------------------------
 
     def stale_temporary_files(self) -> list[Path]:

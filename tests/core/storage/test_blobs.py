@@ -8,6 +8,7 @@ fsync of each file and folder a blob lands in, and `Strata.add_file` on a real s
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -92,9 +93,12 @@ def test_a_new_blob_is_flushed_before_its_rename_and_its_folders_after(
     monkeypatch.setattr(local, "fsync_dir",
                         lambda path: flushed.append(("dir", path, final.exists())))
     store.ingest_bytes(data)
-    new_shard, (kind, temporary, renamed), blob_entry = flushed
-    assert new_shard == ("dir", store.root, False)  # the shard folder's entry in the root
+    # The file's bytes and the new shard folder's entry in the root (flushed together, in
+    # either order) before the rename; the blob's entry in its folder after.
+    *before, blob_entry = flushed
+    ((kind, temporary, renamed),) = [f for f in before if f[0] == "file"]
     assert (kind, temporary.parent, renamed) == ("file", store.spool, False)
+    assert [f for f in before if f[0] == "dir"] == [("dir", store.root, False)]
     assert blob_entry == ("dir", final.parent, True)
 
     flushed.clear()
@@ -102,6 +106,42 @@ def test_a_new_blob_is_flushed_before_its_rename_and_its_folders_after(
     # Stored already: not written again, but its entry is made durable before an event
     # comes to rely on it (its writer may have died between rename and flush).
     assert flushed == [("dir", final.parent, True)]
+
+
+def test_a_jobs_outputs_are_flushed_together_before_any_is_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ingest_all`: every file flushed before any blob appears, each folder after its
+    blob is in place, the root once; the same bytes twice are stored once."""
+    store = make_store(tmp_path)
+    outputs = [png_bytes(1), png_bytes(2), png_bytes(3), png_bytes(1)]
+    finals = [store.path_of(sha(data)) for data in outputs]
+    flushed: list[tuple[str, Path, int]] = []  # what, which, how many blobs were there
+
+    def note(kind: str) -> Callable[[Path], None]:
+        return lambda path: flushed.append((kind, path, sum(f.exists() for f in finals)))
+
+    monkeypatch.setattr(local, "fsync_file", note("file"))
+    monkeypatch.setattr(local, "fsync_dir", note("dir"))
+    infos = store.ingest_all(outputs)
+
+    assert [info.digest for info in infos] == [sha(data) for data in outputs]
+    assert all(final.read_bytes() == data for final, data in zip(finals, outputs, strict=True))
+    files = [f for f in flushed if f[0] == "file"]
+    assert len(files) == 3 and {count for *_, count in files} == {0}
+    assert [f for f in flushed if f[1] == store.root] == [("dir", store.root, 0)]
+    folders = [f for f in flushed if f[0] == "dir" and f[1] != store.root]
+    assert sorted(f[1] for f in folders) == sorted({final.parent for final in finals})
+    assert {count for *_, count in folders} == {4}
+    assert store.stale_temporary_files() == []
+
+
+def test_ingest_all_refusing_one_output_stores_none(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    with pytest.raises(InvalidInput):
+        store.ingest_all([png_bytes(1), b"\x89PNG\r\n\x1a\n broken"])
+    assert list(store.iter_digests()) == []
+    assert store.stale_temporary_files() == []
 
 
 # --- through the service: blob before event, nothing recorded on refusal ------------------
