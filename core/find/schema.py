@@ -2,11 +2,13 @@
 
 - `find_assets`: one row per asset (the first event that made it), with what the search
   filters and shows (layer, operation, media type, actor, when) and its 64-bit perceptual
-  hash, whole and cut into four 16-bit chunks, each indexed: the multi-index hashing
-  structure behind `like:` (see core.find.hamming).
+  hash, whole and cut into four 16-bit chunks: the multi-index hashing structure behind
+  `like:` (see core.find.hamming). Each chunk's index carries the whole hash, so finding
+  the candidates reads no table row; (position, digest) serves newest-first order.
 - `find_params`: typed parameter rows, one per recipe entry of every event that made an
   asset (numbers in `num`, text lower-cased in `txt`), indexed by (name, value) for
-  equality and ranges.
+  equality and ranges, and by (digest, name, value) so that checking one asset's
+  parameter reads one index entry (core.find.search checks candidates so).
 - `find_texts`: the prompts and negative prompts of those recipes (imported tools'
   included), with a full-text index: an FTS5 table on SQLite, a stored tsvector with a
   GIN index on PostgreSQL.
@@ -29,19 +31,24 @@ MAX_TEXT_VALUE = 500
 
 class FindAssetRow(SQLModel, table=True):
     __tablename__ = "find_assets"
+    __table_args__ = (
+        Index("ix_find_assets_position", "position", "digest"),
+        Index("ix_find_assets_phash", "phash"),
+        *(Index(f"ix_find_assets_ph{i}", f"ph{i}", "phash") for i in range(4)),
+    )
 
     digest: str = Field(primary_key=True, max_length=71)
-    position: int = Field(sa_type=BigInteger, index=True)
+    position: int = Field(sa_type=BigInteger)
     layer: str = Field(max_length=40, index=True)
     operation: str = Field(max_length=80)
     media_type: str = Field(max_length=100)
     actor: str | None = Field(default=None, max_length=200, index=True)
     made: str = Field(max_length=40, index=True)  # the event's recorded_at (ISO, UTC)
     phash: int | None = Field(default=None, sa_type=BigInteger)  # signed 64-bit
-    ph0: int | None = Field(default=None, index=True)
-    ph1: int | None = Field(default=None, index=True)
-    ph2: int | None = Field(default=None, index=True)
-    ph3: int | None = Field(default=None, index=True)
+    ph0: int | None = None
+    ph1: int | None = None
+    ph2: int | None = None
+    ph3: int | None = None
 
 
 class FindParamRow(SQLModel, table=True):
@@ -49,6 +56,8 @@ class FindParamRow(SQLModel, table=True):
     __table_args__ = (
         Index("ix_find_params_num", "name", "num", "digest"),
         Index("ix_find_params_txt", "name", "txt", "digest"),
+        # One asset's parameter by name, with its value: checking a candidate reads no row.
+        Index("ix_find_params_asset", "digest", "name", "num", "txt"),
     )
 
     # Keyed (digest, name, …): checking one candidate's parameter is one key lookup.

@@ -1,10 +1,21 @@
-"""Running a parsed find query against the indexes: one SQL statement per search.
+"""Running a parsed find query against the indexes.
 
-Every term becomes a condition on `find_assets` (mostly `digest IN (subquery)` over the
-index tables and the other projections: selections, reviews, finals, jobs, branch moves,
-derivations), combined as the query combines its terms. `like:` (and `--similar`) first
-finds its near-duplicates through the multi-index hash (core.find.hamming) and checks each
-candidate's exact distance; the results are then ordered by that distance.
+Every term becomes a check of one `find_assets` row (an EXISTS on the asset's own index
+rows, keyed by its digest, or membership of a small set: decisions, lineage, branch), and
+most terms can also drive: list the digests that satisfy them straight from an index (the
+full-text index, a (name, value) range of parameters, a hash lookup). A search then:
+
+1. picks the driver of the top-level terms that lists the fewest rows (each counted up to
+   ESTIMATE_CAP, a fraction of a millisecond) and gathers the matches from it, every other
+   term checked per candidate, stopping one past `max(TOTAL_CAP, offset + limit)`: the
+   total is exact up to there, and beyond it is reported as "more than" (`total_exact`);
+2. if that gathered every match, orders them here (newest first) and reads the page;
+3. otherwise the matches are many, so the page is read walking the assets newest first
+   (the position index) and checking each: it stops after `offset + limit` matches.
+
+So the cost follows the smaller of the driving term's rows and the page's depth, never the
+number of matches. `like:` (and `--similar`) first finds its near-duplicates' hashes
+through the multi-index hash (core.find.hamming); the results are then ordered by distance.
 """
 
 from __future__ import annotations
@@ -15,25 +26,29 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     Connection,
     Select,
+    String,
     and_,
+    bindparam,
+    column,
     exists,
     func,
     literal_column,
     not_,
     or_,
     select,
-    text,
     union,
 )
+from sqlalchemy import table as lightweight_table
+from sqlalchemy.sql.selectable import Alias
 
 from strata.core.errors import InvalidInput
 from strata.core.find import hamming
 from strata.core.find.query import (
     REVIEWS,
-    SPECIAL_FIELDS,
     All,
     Any_,
     Node,
@@ -57,16 +72,25 @@ from strata.core.storage.schema import (
 if TYPE_CHECKING:
     from strata.core.service import Strata
 
-# Near-duplicates one `like:` may match: they travel to the database as one IN list.
+# Near-duplicate hashes one `like:` may match: they travel to the database as one IN list.
 MAX_SIMILAR = 20_000
 MAX_LIMIT = 1000
+# The total is counted exactly up to here (or to the end of the page asked for, if further).
+TOTAL_CAP = 1000
+# A driving term's rows are counted up to here to choose the one that lists fewest.
+ESTIMATE_CAP = 10_000
 # Layers whose prompts made a picture from nothing (an import carries another tool's).
 ROOT_LAYERS = ("generation", "import")
+_FULL_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 _a = table(FindAssetRow)
 _p = table(FindParamRow)
 _t = table(FindTextRow)
 _d = table(DerivationRow)
+# The FTS5 table (SQLite): its rowids are find_texts' rowids.
+_fts = lightweight_table("find_texts_fts", column("rowid"))
+_COLUMNS = (_a.c.digest, _a.c.media_type, _a.c.layer, _a.c.operation, _a.c.made, _a.c.actor,
+            _a.c.position, _a.c.phash)
 
 
 @dataclass(frozen=True)
@@ -88,14 +112,22 @@ class SearchRow:
 
 @dataclass(frozen=True)
 class SearchResult:
-    total: int  # every match, of which `rows` is the page asked for
+    # Every match when `total_exact`; otherwise a lower bound (the count stopped there):
+    # there are at least `total` matches.
+    total: int
     rows: list[SearchRow] = field(default_factory=list)
     offset: int = 0
     similar_to: str | None = None  # the digest distances are measured from
+    total_exact: bool = True
+
+    @property
+    def total_text(self) -> str:
+        """The total for people: `1,000+` when it was not counted to the end."""
+        return f"{self.total:,}" if self.total_exact else f"{self.total - 1:,}+"
 
     def to_json(self) -> dict[str, Any]:
-        return {"total": self.total, "offset": self.offset, "similar_to": self.similar_to,
-                "rows": [r.to_json() for r in self.rows]}
+        return {"total": self.total, "total_exact": self.total_exact, "offset": self.offset,
+                "similar_to": self.similar_to, "rows": [r.to_json() for r in self.rows]}
 
 
 def search(
@@ -113,19 +145,16 @@ def search(
     with strata.view(as_of) as conn:
         compiler = _Compiler(strata, conn, query, distance)
         reference = compiler.reference(similar) if similar is not None else None
-        conditions = [compiler.node(tree)] if tree is not None else []
+        parts = list(tree.nodes) if isinstance(tree, All) else [tree] if tree else []
+        checks = [compiler.node(n) for n in parts]
         if reference is not None:
-            conditions.append(_a.c.digest.in_(compiler.similar_set(reference)))
-        elif compiler.first_like is not None:
-            reference = compiler.first_like
-        where = and_(*conditions) if conditions else None
-        columns = select(_a.c.digest, _a.c.media_type, _a.c.layer, _a.c.operation, _a.c.made,
-                         _a.c.actor, _a.c.position, _a.c.phash)
-        if where is not None:
-            columns = columns.where(where)
-        if reference is None:
-            return _newest_first(conn, columns, where, limit, offset)
-        return _nearest_first(conn, columns, reference, limit, offset)
+            checks.append(_a.c.phash.in_(compiler.similar_hashes(reference)))
+            return _nearest_first(conn, checks, reference, limit, offset)
+        if compiler.first_like is not None:
+            return _nearest_first(conn, checks, compiler.first_like, limit, offset)
+        drivers = [(i, compiler.driver(n)) for i, n in enumerate(parts)]
+        return _newest_first(conn, checks, _fewest([(i, d) for i, d in drivers if d is not None],
+                                                    conn), limit, offset)
 
 
 @dataclass(frozen=True)
@@ -134,30 +163,66 @@ class _Reference:
     hashed: hamming.SplitHash
 
 
-def _newest_first(conn: Connection, columns: Select, where: ColumnElement[bool] | None,
-                  limit: int, offset: int) -> SearchResult:
-    # The total comes with the page, from the same pass over the matches.
-    rows = conn.execute(columns.add_columns(func.count().over().label("total"))
-                        .order_by(_a.c.position.desc(), _a.c.digest)
-                        .limit(limit).offset(offset)).all()
-    if rows:
-        total = rows[0].total
-    else:  # a page past the end: count on its own
-        counted = select(func.count()).select_from(_a)
-        total = conn.scalar(counted.where(where) if where is not None else counted) or 0
-    return SearchResult(total, [_row(r, None) for r in rows], offset)
+@dataclass(frozen=True)
+class _Driver:
+    rows: Select  # the digests (repeated when several index rows hold for one asset)
+    estimate: Select  # rows as many as those, or more, cheaper to count
 
 
-def _nearest_first(conn: Connection, columns: Select, reference: _Reference, limit: int,
-                   offset: int) -> SearchResult:
+def _fewest(drivers: list[tuple[int, _Driver]], conn: Connection) -> tuple[int, Select] | None:
+    """The driver that lists the fewest rows (each counted up to ESTIMATE_CAP)."""
+    if len(drivers) <= 1:
+        return (drivers[0][0], drivers[0][1].rows) if drivers else None
+    sizes = [conn.scalar(select(func.count()).select_from(
+        driver.estimate.limit(ESTIMATE_CAP).subquery())) or 0 for _, driver in drivers]
+    index, driver = drivers[sizes.index(min(sizes))]
+    return index, driver.rows
+
+
+def _newest_first(conn: Connection, checks: list[ColumnElement[bool]],
+                  driver: tuple[int, Select] | None, limit: int, offset: int) -> SearchResult:
+    bound = max(TOTAL_CAP, offset + limit)
+    # 1. Gather the matches from the driver (or from the whole table), one past the bound.
+    if driver is None:
+        gathered = select(_a.c.digest, _a.c.position).where(*checks)
+    else:
+        # The driver's rows on the outside (a join would let the planner walk find_assets
+        # instead), each asset's position read only if it passes every other term: one
+        # lookup by key per row, NULL for a row that fails.
+        index, listed = driver
+        rows = listed.subquery("driver")
+        position = (select(_a.c.position)
+                    .where(_a.c.digest == rows.c.digest,
+                           *(c for i, c in enumerate(checks) if i != index))
+                    .scalar_subquery())
+        each = select(rows.c.digest, position.label("position")).subquery("each")
+        gathered = (select(each.c.digest, each.c.position).distinct()
+                    .where(each.c.position.is_not(None)))
+    matches = list(conn.execute(gathered.limit(bound + 1)))
+    if len(matches) <= bound:
+        # 2. Every match is here: order them, then read the page's rows.
+        matches.sort(key=lambda m: (m.position, m.digest), reverse=True)
+        page = [m.digest for m in matches[offset:offset + limit]]
+        found = {r.digest: r for r in conn.execute(
+            select(*_COLUMNS).where(_a.c.digest.in_(page)))} if page else {}
+        return SearchResult(len(matches), [_row(found[d], None) for d in page], offset)
+    # 3. Many matches: walk the assets newest first, checking each, to the page's end.
+    walk = (select(*_COLUMNS).where(*checks)
+            .order_by(_a.c.position.desc(), _a.c.digest.desc()).limit(limit).offset(offset))
+    return SearchResult(len(matches), [_row(r, None) for r in conn.execute(walk)], offset,
+                        total_exact=False)
+
+
+def _nearest_first(conn: Connection, checks: list[ColumnElement[bool]], reference: _Reference,
+                   limit: int, offset: int) -> SearchResult:
     # The matches are near-duplicates of the reference: few, so they are ordered here.
     found = []
-    for row in conn.execute(columns).all():
+    for row in conn.execute(select(*_COLUMNS).where(*checks)).all():
         bits = (hamming.hamming(hamming.unsigned(row.phash), reference.hashed.unsigned)
                 if row.phash is not None else None)
         found.append(_row(row, bits))
-    found.sort(key=lambda r: (r.distance if r.distance is not None else 65, -r.position,
-                              r.digest))
+    found.sort(key=lambda r: (-(r.distance if r.distance is not None else 65), r.position,
+                              r.digest), reverse=True)
     return SearchResult(len(found), found[offset:offset + limit], offset, reference.digest)
 
 
@@ -167,7 +232,8 @@ def _row(row: Any, distance: int | None) -> SearchRow:
 
 
 class _Compiler:
-    """Turns query terms into conditions on find_assets, for one connection's dialect."""
+    """Turns query terms into checks of a find_assets row, and into drivers (the digests a
+    term holds for, listed from an index), for one connection's dialect."""
 
     def __init__(self, strata: Strata, conn: Connection, query: str, distance: int) -> None:
         self.strata = strata
@@ -177,6 +243,9 @@ class _Compiler:
         self.sqlite = conn.dialect.name == "sqlite"
         self.first_like: _Reference | None = None
         self.counter = 0
+        self._assets: dict[str, str] = {}
+        self._references: dict[str, _Reference] = {}
+        self._similar: dict[str, list[int]] = {}
 
     def node(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, Term):
@@ -184,127 +253,183 @@ class _Compiler:
         if isinstance(node, Not):
             return not_(self.node(node.node))
         if isinstance(node, All):
-            # One term drives (its digests are looked up first); parameter terms beside it
-            # are checked per candidate (EXISTS on the asset's own rows) instead of each
-            # gathering every digest it matches: a broad range (seed>=0) then costs nothing.
-            drivers = [n for n in node.nodes
-                       if not (isinstance(n, Term) and _is_parameter(n))]
-            parts: list[ColumnElement[bool]] = []
-            for n in node.nodes:
-                if isinstance(n, Term) and _is_parameter(n) and (drivers or parts):
-                    parts.append(self.parameter(n, correlated=True))
-                else:
-                    parts.append(self.node(n))
-            return and_(*parts)
+            return and_(*(self.node(n) for n in node.nodes))
         assert isinstance(node, Any_)
         return or_(*(self.node(n) for n in node.nodes))
+
+    def driver(self, node: Node) -> _Driver | None:
+        """The digests a top-level term holds for, listed from an index; None for what
+        cannot list its assets (a negation, an OR, a group)."""
+        if not isinstance(node, Term):
+            return None
+        if self.sqlite and node.field in (None, "prompt", "negative"):
+            # Straight from the full-text index, streamed (an IN list would be built whole
+            # first), and estimated from it alone.
+            texts, fts = self.alias(FindTextRow), _fts.alias(f"f{self.counter}")
+            match = self.fts_expression(node)
+            matched = literal_column(f"{fts.name}.find_texts_fts").op("MATCH")(match)
+            rows = (select(texts.c.digest)
+                    .select_from(fts.join(texts, literal_column(f"{texts.name}.rowid")
+                                          == fts.c.rowid))
+                    .where(matched, *([texts.c.kind == node.field] if node.field else [])))
+            return _Driver(rows, select(fts.c.rowid).where(matched))
+        listed = self.digests(node)
+        return _Driver(listed, listed) if listed is not None else None
+
+    def alias(self, model: type) -> Alias:
+        self.counter += 1
+        return table(model).alias(f"{table(model).name[5]}{self.counter}")
 
     # --- assets named in a query -----------------------------------------------------------
 
     def asset(self, ref: str) -> str:
-        return self.strata.resolve_asset(ref, conn=self.conn)
+        if ref not in self._assets:
+            if _FULL_DIGEST.fullmatch(ref) and self.conn.scalar(
+                    select(_a.c.digest).where(_a.c.digest == ref)) is not None:
+                self._assets[ref] = ref  # a whole digest (as the web page sends them)
+            else:
+                self._assets[ref] = self.strata.resolve_asset(ref, conn=self.conn)
+        return self._assets[ref]
 
     def reference(self, ref: str) -> _Reference:
-        digest = self.asset(ref)
-        phash = self.conn.scalar(select(_a.c.phash).where(_a.c.digest == digest))
-        if phash is None:
-            raise InvalidInput(f"{ref!r} has no perceptual hash (only images have one): "
-                               "it cannot be compared for similarity")
-        return _Reference(digest, hamming.of_unsigned(hamming.unsigned(phash)))
+        if ref not in self._references:
+            digest = self.asset(ref)
+            phash = self.conn.scalar(select(_a.c.phash).where(_a.c.digest == digest))
+            if phash is None:
+                raise InvalidInput(f"{ref!r} has no perceptual hash (only images have one): "
+                                   "it cannot be compared for similarity")
+            self._references[ref] = _Reference(
+                digest, hamming.of_unsigned(hamming.unsigned(phash)))
+        return self._references[ref]
 
-    def similar_set(self, reference: _Reference) -> list[str]:
-        """Every asset within the distance of the reference, found through the chunk
-        indexes and checked exactly."""
-        rows = self.conn.execute(select(_a.c.digest, _a.c.phash).where(
-            hamming.candidates(reference.hashed, self.distance))).all()
-        found = [r.digest for r in rows if hamming.hamming(
-            hamming.unsigned(r.phash), reference.hashed.unsigned) <= self.distance]
-        if len(found) > MAX_SIMILAR:
-            raise InvalidInput(
-                f"{len(found)} assets lie within {self.distance} bits of "
-                f"{reference.digest[:19]}…, more than {MAX_SIMILAR}: give a smaller --distance")
-        return found
+    def similar_hashes(self, reference: _Reference) -> list[int]:
+        """Every stored hash within the distance of the reference (core.find.hamming)."""
+        if reference.digest not in self._similar:
+            found = hamming.within(self.conn, reference.hashed, self.distance)
+            if len(found) > MAX_SIMILAR:
+                raise InvalidInput(
+                    f"{len(found)} perceptual hashes lie within {self.distance} bits of "
+                    f"{reference.digest[:19]}…, more than {MAX_SIMILAR}: give a smaller "
+                    "--distance")
+            self._similar[reference.digest] = found
+        return self._similar[reference.digest]
 
     # --- terms -----------------------------------------------------------------------------
 
     def term(self, term: Term) -> ColumnElement[bool]:
+        """The term as a check of one find_assets row."""
+        name = term.field
+        if name is None or name in ("prompt", "negative"):
+            texts = self.alias(FindTextRow)
+            return exists().where(texts.c.digest == _a.c.digest,
+                                  self.text_match(term, name, texts))
+        if name == "like":
+            return _a.c.phash.in_(self.like(term.value))
+        own = self.own_column(term)
+        if own is not None:
+            return own
+        if name == "model" or name not in _SET_FIELDS:
+            params = self.alias(FindParamRow)
+            return exists().where(params.c.digest == _a.c.digest,
+                                  self.parameter(term, params, correlated=True))
+        digests = self.digests(term)
+        assert digests is not None
+        return _a.c.digest.in_(digests)
+
+    def digests(self, term: Term) -> Select | None:
+        """The term as the digests it holds for, listed from an index."""
         name, value = term.field, term.value
-        if name is None:
-            return _a.c.digest.in_(self.texts(term, None))
-        if name == "prompt":
-            return _a.c.digest.in_(self.texts(term, "prompt"))
-        if name == "negative":
-            return _a.c.digest.in_(self.texts(term, "negative"))
+        if name is None or name in ("prompt", "negative"):
+            texts = self.alias(FindTextRow)
+            return select(texts.c.digest).where(self.text_match(term, name, texts))
+        if name == "like":
+            return select(_a.c.digest).where(_a.c.phash.in_(self.like(value)))
+        own = self.own_column(term, check=False)
+        if own is not None:
+            return select(_a.c.digest).where(own)
         if name == "root-prompt":
             return self.root_prompt(term)
         if name in ("from", "into"):
-            return _a.c.digest.in_(self.lineage(self.asset(value), down=name == "from"))
-        if name == "like":
-            reference = self.reference(value)
-            if self.first_like is None:
-                self.first_like = reference
-            return _a.c.digest.in_(self.similar_set(reference))
-        if name == "layer":
-            return _a.c.layer == value.lower()
-        if name == "op":
-            return _a.c.operation == value.lower()
-        if name == "actor":
-            return _a.c.actor == value
-        if name == "media":
-            kind = value.lower()
-            return _a.c.media_type == kind if "/" in kind else _a.c.media_type.startswith(
-                kind + "/")
-        if name == "model":
-            return self.model(value.lower())
+            return self.lineage(self.asset(value), down=name == "from")
         if name == "branch":
             return self.branch(value)
         if name == "review":
             reviews = table(ReviewRow)
-            return _a.c.digest.in_(select(reviews.c.digest).where(
-                reviews.c.verdict == REVIEWS[value.lower()]))
+            return select(reviews.c.digest).where(reviews.c.verdict == REVIEWS[value.lower()])
         if name == "is":
             return self.flag(value.lower())
         if name == "rating":
             selections = table(SelectionRow)
-            return _a.c.digest.in_(select(selections.c.digest).where(
-                _compare(selections.c.rating, term, int)))
-        if name == "made":
-            return _made(term)
-        return self.parameter(term)
+            return select(selections.c.digest).where(_compare(selections.c.rating, term, int))
+        params = self.alias(FindParamRow)
+        return select(params.c.digest).where(self.parameter(term, params, correlated=False))
 
-    def texts(self, term: Term, kind: str | None) -> Select:
-        """The digests whose prompts (of `kind`; None: prompts and negative prompts)
-        contain the term's word or phrase (a word ending in * is a prefix)."""
-        self.counter += 1
-        key = f"fts{self.counter}"
-        prefix = not term.quoted and term.value.endswith("*") and len(term.value) > 1
-        words = term.value.rstrip("*") if prefix else term.value
-        query = select(_t.c.digest)
+    def own_column(self, term: Term, check: bool = True) -> ColumnElement[bool] | None:
+        """A term on find_assets' own columns; None for any other. As a `check` of rows
+        reached otherwise the columns are wrapped (`|| ''`, the same text) so that no
+        planner leaves the newest-first walk of the position index for the column's own
+        index (SQLite, without statistics, would, and then sort every match)."""
+        def column(name: str) -> Any:
+            return _a.c[name] + "" if check else _a.c[name]
+
+        name, value = term.field, term.value
+        if name == "layer":
+            return column("layer") == value.lower()
+        if name == "op":
+            return column("operation") == value.lower()
+        if name == "actor":
+            return column("actor") == value
+        if name == "media":
+            kind = value.lower()
+            return column("media_type") == kind if "/" in kind else column(
+                "media_type").startswith(kind + "/")
+        if name == "made":
+            return _made(term, column("made"))
+        return None
+
+    def like(self, ref: str) -> list[int]:
+        reference = self.reference(ref)
+        if self.first_like is None:
+            self.first_like = reference
+        return self.similar_hashes(reference)
+
+    def text_match(self, term: Term, kind: str | None, texts: Alias) -> ColumnElement[bool]:
+        """That a find_texts row (of `texts`) of `kind` (None: prompts and negative
+        prompts) contains the term's word or phrase (a word ending in * is a prefix)."""
+        words, prefix = _words(term)
+        matched: ColumnElement[bool]
         if self.sqlite:
-            expression = '"' + words.replace('"', '""') + '"' + ("*" if prefix else "")
-            matched = text(f"SELECT rowid FROM find_texts_fts WHERE find_texts_fts MATCH :{key}"
-                           ).bindparams(**{key: expression})
-            query = query.where(literal_column("find_texts.rowid").in_(matched))
+            fts = _fts.alias(f"f{texts.name}")
+            rowids = select(fts.c.rowid).where(literal_column(
+                f"{fts.name}.find_texts_fts").op("MATCH")(self.fts_expression(term)))
+            matched = literal_column(f"{texts.name}.rowid").in_(rowids)
         else:
-            tsv: ColumnElement[Any] = literal_column("find_texts.tsv")
+            tsv: ColumnElement[Any] = literal_column(f"{texts.name}.tsv")
             if prefix:
                 tokens = re.findall(r"\w+", words.lower())
                 tsquery = func.to_tsquery("simple", " <-> ".join(
                     [*tokens[:-1], tokens[-1] + ":*"]))
             else:
                 tsquery = func.phraseto_tsquery("simple", words)
-            query = query.where(tsv.op("@@")(tsquery))
-        return query.where(_t.c.kind == kind) if kind else query
+            matched = tsv.op("@@")(tsquery)
+        return and_(matched, texts.c.kind == kind) if kind else matched
 
-    def root_prompt(self, term: Term) -> ColumnElement[bool]:
-        roots = (select(_t.c.digest.label("digest")).join(_a, _a.c.digest == _t.c.digest)
-                 .where(_t.c.digest.in_(self.texts(term, "prompt")),
-                        _a.c.layer.in_(ROOT_LAYERS)))
+    @staticmethod
+    def fts_expression(term: Term) -> BindParameter[str]:
+        """The term as an FTS5 query: a phrase, or a prefix (a word ending in *)."""
+        words, prefix = _words(term)
+        return bindparam(None, '"' + words.replace('"', '""') + '"' + ("*" if prefix else ""),
+                         type_=String)
+
+    def root_prompt(self, term: Term) -> Select:
+        texts = self.alias(FindTextRow)
+        roots = (select(texts.c.digest.label("digest")).join(_a, _a.c.digest == texts.c.digest)
+                 .where(self.text_match(term, "prompt", texts), _a.c.layer.in_(ROOT_LAYERS)))
         self.counter += 1
         down = roots.cte(f"root_{self.counter}", recursive=True)
         step = _d.alias(f"root_step_{self.counter}")
         down = down.union(select(step.c.output_digest).where(step.c.input_digest == down.c.digest))
-        return _a.c.digest.in_(select(down.c.digest))
+        return select(down.c.digest)
 
     def lineage(self, digest: str, down: bool) -> Select:
         """The descendants (down) or ancestors of `digest`, itself excluded."""
@@ -319,41 +444,33 @@ class _Compiler:
         walk = walk.union(select(step_far).where(step_near == walk.c.digest))
         return select(walk.c.digest).where(walk.c.digest != digest)
 
-    def model(self, value: str) -> ColumnElement[bool]:
-        """A model by name (Strata's registered name, another tool's checkpoint name), or
-        by a prefix of its weights' digest or the hash another tool recorded."""
-        prefix = value.endswith("*")
-        name = value.rstrip("*")
-        by_name = _p.c.txt.startswith(name) if prefix else _p.c.txt == name
-        matches = [and_(_p.c.name.in_(("model", "model.name")), by_name)]
-        hexed = name.removeprefix("sha256:")
-        if len(hexed) >= 4 and re.fullmatch(r"[0-9a-f]+", hexed):
-            matches += [and_(_p.c.name == "model.digest", _p.c.txt.startswith(f"sha256:{hexed}")),
-                        and_(_p.c.name == "model.hash", _p.c.txt.startswith(hexed))]
-        return _a.c.digest.in_(select(_p.c.digest).where(or_(*matches)))
-
-    def branch(self, name: str) -> ColumnElement[bool]:
+    def branch(self, name: str) -> Select:
         """Made by a job on the branch, or ever its head."""
         assets, jobs, moves = table(AssetRow), table(JobRow), table(BranchMoveRow)
         made_on = (select(assets.c.digest).join(jobs, jobs.c.job_id == assets.c.job_id)
                    .where(jobs.c.branch == name))
         heads = select(moves.c.head).where(moves.c.branch == name, moves.c.head.is_not(None))
-        return _a.c.digest.in_(union(made_on, heads))
+        self.counter += 1
+        both = union(made_on, heads).subquery(f"branch_{self.counter}")
+        return select(both.c.digest)
 
-    def flag(self, value: str) -> ColumnElement[bool]:
+    def flag(self, value: str) -> Select:
         if value == "final":
-            return _a.c.digest.in_(select(table(FinalRow).c.digest))
+            return select(table(FinalRow).c.digest)
         selections = table(SelectionRow)
-        return _a.c.digest.in_(select(selections.c.digest).where(selections.c.decision == value))
+        return select(selections.c.digest).where(selections.c.decision == value)
 
-    def parameter(self, term: Term, correlated: bool = False) -> ColumnElement[bool]:
-        """A recipe entry by name: numbers compared, text matched exactly or by prefix;
-        `correlated`: as a check of each candidate asset rather than a set of digests."""
-        named = _p.c.name == term.field
-        # Per candidate, the asset's own rows are found by key (digest, name); the values
-        # are wrapped so that no planner walks the (name, value) index for every candidate.
-        num: Any = _p.c.num + 0 if correlated else _p.c.num
-        txt: Any = _p.c.txt + "" if correlated else _p.c.txt
+    def parameter(self, term: Term, params: Alias, correlated: bool) -> ColumnElement[bool]:
+        """That a find_params row (of `params`) holds the term: a model by name, or a
+        recipe entry by name (numbers compared, text matched exactly or by prefix).
+        `correlated`: the row is looked up per candidate asset in the (digest, name, num,
+        txt) index; text is wrapped so that no planner takes another (digest, name) index,
+        which would then read the row too."""
+        num: Any = params.c.num
+        txt: Any = params.c.txt + "" if correlated else params.c.txt
+        if term.field == "model":
+            return _model(term.value.lower(), params, txt)
+        named = params.c.name == term.field
         if term.op in (":", "=") and not is_number(term.value):
             wanted = term.value.lower()
             if wanted.endswith("*") and len(wanted) > 1:
@@ -365,16 +482,35 @@ class _Compiler:
             if re.fullmatch(r"[+-]?\d+", term.value) and abs(int(term.value)) > 2**53:
                 # Past 2**53 a double cannot tell neighbouring integers (large seeds)
                 # apart; integers are kept as text too.
-                matched = and_(matched, or_(_p.c.txt.is_(None), txt == str(int(term.value))))
+                matched = and_(matched, or_(params.c.txt.is_(None), txt == str(int(term.value))))
         else:
             matched = _compare(num, term, float)
-        if correlated:
-            return exists().where(_p.c.digest == _a.c.digest, named, matched)
-        return _a.c.digest.in_(select(_p.c.digest).where(named, matched))
+        return and_(named, matched)
 
 
-def _is_parameter(term: Term) -> bool:
-    return term.field not in SPECIAL_FIELDS
+# Terms whose assets come from another projection's table (a small set: decisions, lineage,
+# branches) rather than from the find indexes.
+_SET_FIELDS = frozenset(("root-prompt", "from", "into", "branch", "review", "is", "rating"))
+
+
+def _model(value: str, params: Alias, txt: Any) -> ColumnElement[bool]:
+    """A model by name (Strata's registered name, another tool's checkpoint name), or by a
+    prefix of its weights' digest or the hash another tool recorded."""
+    prefix = value.endswith("*")
+    name = value.rstrip("*")
+    by_name = txt.startswith(name) if prefix else txt == name
+    matches = [and_(params.c.name.in_(("model", "model.name")), by_name)]
+    hexed = name.removeprefix("sha256:")
+    if len(hexed) >= 4 and re.fullmatch(r"[0-9a-f]+", hexed):
+        matches += [and_(params.c.name == "model.digest", txt.startswith(f"sha256:{hexed}")),
+                    and_(params.c.name == "model.hash", txt.startswith(hexed))]
+    return or_(*matches)
+
+
+def _words(term: Term) -> tuple[str, bool]:
+    """A text term's words, and whether the last is a prefix (a word ending in *)."""
+    prefix = not term.quoted and term.value.endswith("*") and len(term.value) > 1
+    return (term.value.rstrip("*") if prefix else term.value), prefix
 
 
 def _compare(column: Any, term: Term, kind: type) -> ColumnElement[bool]:
@@ -390,12 +526,11 @@ def _compare(column: Any, term: Term, kind: type) -> ColumnElement[bool]:
             "<": column < value}.get(term.op, column == value)
 
 
-def _made(term: Term) -> ColumnElement[bool]:
+def _made(term: Term, made: Any) -> ColumnElement[bool]:
     """`made` compares whole days (UTC) with the ISO times events are recorded at."""
     def day_after(text_date: str) -> str:
         return (date.fromisoformat(text_date) + timedelta(days=1)).isoformat()
 
-    made = _a.c.made
     if term.op == "..":
         parts = []
         if term.value:

@@ -53,9 +53,12 @@ def upgrade() -> None:
         sa.Column("ph3", sa.Integer(), nullable=True),
         sa.PrimaryKeyConstraint("digest"),
     )
-    with op.batch_alter_table("find_assets") as batch_op:
-        for column in ("position", "layer", "actor", "made", "ph0", "ph1", "ph2", "ph3"):
-            batch_op.create_index(f"ix_find_assets_{column}", [column], unique=False)
+    for column in ("layer", "actor", "made"):
+        op.create_index(f"ix_find_assets_{column}", "find_assets", [column])
+    op.create_index("ix_find_assets_position", "find_assets", ["position", "digest"])
+    op.create_index("ix_find_assets_phash", "find_assets", ["phash"])
+    for i in range(4):  # each chunk with the whole hash: candidates read no table row
+        op.create_index(f"ix_find_assets_ph{i}", "find_assets", [f"ph{i}", "phash"])
     op.create_table(
         "find_params",
         sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
@@ -65,9 +68,10 @@ def upgrade() -> None:
         sa.Column("txt", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
         sa.PrimaryKeyConstraint("digest", "name", "position"),
     )
-    with op.batch_alter_table("find_params") as batch_op:
-        batch_op.create_index("ix_find_params_num", ["name", "num", "digest"], unique=False)
-        batch_op.create_index("ix_find_params_txt", ["name", "txt", "digest"], unique=False)
+    op.create_index("ix_find_params_num", "find_params", ["name", "num", "digest"])
+    op.create_index("ix_find_params_txt", "find_params", ["name", "txt", "digest"])
+    # One asset's parameter by name, with its value: checking a candidate reads no row.
+    op.create_index("ix_find_params_asset", "find_params", ["digest", "name", "num", "txt"])
     op.create_table(
         "find_texts",
         sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),

@@ -4,6 +4,7 @@ ones did; malformed queries are refused with a caret under the term and change n
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -297,3 +298,41 @@ def test_bad_paging_and_ambiguous_assets_are_refused(strata: Strata, built: Buil
         search(strata, "fox", offset=-1)
     with pytest.raises((AssetNotFound, AmbiguousReference)):
         search(strata, "from:0000")
+
+
+def test_the_total_is_exact_up_to_the_cap_and_pages_match_either_way(
+    strata: Strata, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap the count stops (a lower bound, `total_exact` false) and the page is
+    read walking the assets newest first; every page is the one the exact plan gives."""
+    expected = {**EXPECTED, **lineage_queries(built)}
+    exact = {q: search(strata, q, limit=1000) for q in expected}
+    find_search = importlib.import_module("strata.core.find.search")
+    monkeypatch.setattr(find_search, "TOTAL_CAP", 0)
+    for query, whole in exact.items():
+        assert whole.total_exact and whole.total == len(whole.rows)
+        paged = []
+        for offset in range(0, whole.total + 2, 2):
+            page = search(strata, query, limit=2, offset=offset)
+            paged += page.rows
+            more = whole.total > offset + 2
+            assert page.total_exact is not more, (query, offset)
+            assert page.total == (offset + 3 if more else whole.total), (query, offset)
+        assert [r.digest for r in paged] == [r.digest for r in whole.rows], query
+        assert paged == whole.rows, query
+
+
+def test_the_json_and_the_text_say_when_the_total_was_not_counted_to_the_end(
+    strata: Strata, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_search = importlib.import_module("strata.core.find.search")
+    monkeypatch.setattr(find_search, "TOTAL_CAP", 3)
+    capped = search(strata, "", limit=2)
+    assert (capped.total, capped.total_exact, capped.total_text) == (4, False, "3+")
+    assert capped.to_json()["total_exact"] is False and capped.to_json()["total"] == 4
+    # A page past the cap is counted to its end: exact when it reaches the last match.
+    deep = search(strata, "", limit=2, offset=5)
+    assert (deep.total, deep.total_exact, deep.total_text) == (7, True, "7")
+    assert len(deep.rows) == 2
+    few = search(strata, "fox", limit=2)
+    assert (few.total, few.total_exact, few.total_text) == (3, True, "3")
