@@ -227,8 +227,12 @@ def as_of_connection(engine: Engine, position: int) -> Iterator[Connection]:
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
-            for statement in _shadows(conn, position):
-                conn.execute(text(statement))
+            statements = _shadows(conn, position)
+            if conn.dialect.name == "sqlite":
+                for statement in statements:
+                    conn.exec_driver_sql(statement)
+            else:  # one round trip: psycopg runs several statements given without parameters
+                conn.exec_driver_sql("; ".join(statements))
             yield conn
         finally:
             # Never commit: the rollback takes the temporary views away with it.
