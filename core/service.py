@@ -27,7 +27,6 @@ from strata.core.errors import (
     NotFound,
 )
 from strata.core.interop.chunks import SIDECAR_SUFFIX
-from strata.core.interop.embedded import read_embedded
 from strata.core.ledger.event_types import (
     ROLES,
     AssetDerived,
@@ -177,6 +176,9 @@ class Strata:
             raise InvalidInput(f"not a file: {', '.join(missing)}; nothing was imported")
         inputs = [InputRef.model_validate({"digest": self.resolve_asset(ref), "role": role})
                   for ref, role in parents]
+        # Imported here: the other tools' metadata readers cost every command's start-up.
+        from strata.core.interop.embedded import read_embedded
+
         # Every file is checked before any is stored, and every blob is stored before its
         # event: a refusal (a bad file, a cycle) leaves no blob and no event behind.
         with self.blobs.staging_paths(paths) as staged:
