@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -93,19 +94,30 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def measure(contenders: dict[str, Callable[[], object]], rounds: int,
-            per_round: int) -> dict[str, list[float]]:
-    """Latencies of each contender, taking turns round by round."""
+def server_cpu(pid: int) -> float:
+    """CPU seconds the server process has used (user + system, every thread), from
+    /proc: unlike the request rate, it does not depend on what else the machine runs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(contenders: dict[str, Callable[[], object]], rounds: int, per_round: int,
+            cpu: Callable[[], float]) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Latencies of each contender, taking turns round by round, and the server's CPU
+    seconds per request for each."""
     latencies: dict[str, list[float]] = {name: [] for name in contenders}
+    used = dict.fromkeys(contenders, 0.0)
     names = list(contenders)
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             call = contenders[name]
+            before = cpu()
             for _ in range(per_round):
                 start = time.perf_counter()
                 call()
                 latencies[name].append(time.perf_counter() - start)
-    return latencies
+            used[name] += cpu() - before
+    return latencies, {name: used[name] / len(latencies[name]) for name in names}
 
 
 def compare(label: str, ours: list[float], base: list[float], base_label: str,
@@ -167,13 +179,15 @@ def main() -> int:
                     warm()
                 log(f"1-3. metadata, lineage ({CHAIN} steps), append: {rounds} rounds of "
                     f"{per_round}")
-                small = measure({"trivial": trivial, "metadata": get(f"/assets/{tip}"),
-                                 "lineage": get(f"/assets/{tip}/lineage"), "append": rate},
-                                rounds, per_round)
+                cpu = partial(server_cpu, server.pid)
+                small, small_cpu = measure(
+                    {"trivial": trivial, "metadata": get(f"/assets/{tip}"),
+                     "lineage": get(f"/assets/{tip}/lineage"), "append": rate},
+                    rounds, per_round, cpu)
                 log(f"4. 10 MB download: {rounds} rounds of {downloads}")
-                large = measure({"plain": get("/bench/file"),
-                                 "content": get(f"/assets/{download}/content")},
-                                rounds, downloads)
+                large, large_cpu = measure({"plain": get("/bench/file"),
+                                            "content": get(f"/assets/{download}/content")},
+                                           rounds, downloads, cpu)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -188,8 +202,15 @@ def main() -> int:
                 "plain FileResponse", 0.8),
     ]
     env = (f"python {platform.python_version()} · {os.cpu_count()} CPUs · uvicorn on "
-           "127.0.0.1, one client sending one request at a time · SQLite store")
+           "127.0.0.1, one client sending one request at a time · SQLite store · load "
+           f"average {os.getloadavg()[0]:.1f} at the end")
     print_report("HTTP API", args.quick, time.perf_counter() - began, env, rows)
+    # The same contest in the server's CPU time per request: steadier than the rates on a
+    # busy machine, where the server waits for a core between requests.
+    print("\nServer CPU time per request (every thread of the server process):\n")
+    for name, seconds in {**small_cpu, **{f"download: {k}": v for k, v in large_cpu.items()}
+                          }.items():
+        print(f"- {name}: {seconds * 1000:.2f} ms")
     return 0 if all(r.result != "MISS" for r in rows) else 1
 
 

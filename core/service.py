@@ -12,10 +12,11 @@ import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, Select, bindparam, select
 
 from strata.core.config import strata_version
 from strata.core.errors import (
@@ -46,6 +47,14 @@ from strata.core.store import Store
 
 HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
 PREFIX_MATCHES_SHOWN = 5
+
+
+@cache
+def _assets_with_prefix() -> Select[Any]:
+    """Built once: every HTTP request that names an asset asks it."""
+    assets = table(AssetRow)
+    return (select(assets.c.digest).where(assets.c.digest.startswith(bindparam("prefix")))
+            .order_by(assets.c.digest).limit(PREFIX_MATCHES_SHOWN))
 
 
 def _hex_prefix(prefix: str, ref: str, what: str) -> str:
@@ -234,11 +243,7 @@ class Strata:
         """A full digest from a unique prefix (`sha256:` optional), as git does."""
         prefix = _hex_prefix(ref.lower().strip().removeprefix("sha256:"), ref, "an asset")
         with self._connection(conn) as c:
-            assets = table(AssetRow)
-            found = list(c.scalars(
-                select(assets.c.digest).where(assets.c.digest.startswith(f"sha256:{prefix}"))
-                .order_by(assets.c.digest).limit(PREFIX_MATCHES_SHOWN)
-            ))
+            found = list(c.scalars(_assets_with_prefix(), {"prefix": f"sha256:{prefix}"}))
         return _unique(ref, "asset", found, AssetNotFound)
 
     def resolve_event(self, ref: str) -> RecordedEvent:

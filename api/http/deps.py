@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from strata.api.http.problems import HttpProblem
@@ -40,13 +41,21 @@ def http_settings(request: Request) -> HttpSettings:
     return settings
 
 
-def principal(
+async def principal(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     query_token: Annotated[str | None, Depends(_query)],
 ) -> Principal:
+    # Async, so that a request does not wait for a worker thread only to read the token
+    # cache; the store is asked from one when the cache has no fresh answer.
     secret = bearer.credentials if bearer is not None else query_token
     known: tokens.TokenCache = request.app.state.tokens
+    if known.holds(secret):
+        return _principal(request, known, secret)
+    return await run_in_threadpool(_principal, request, known, secret)
+
+
+def _principal(request: Request, known: tokens.TokenCache, secret: str | None) -> Principal:
     if secret is None:
         if http_settings(request).loopback and not known.any_token():
             return _OPEN
@@ -61,8 +70,8 @@ def principal(
 
 
 def _scoped(scope: str):  # type: ignore[no-untyped-def]
-    def for_scope(request: Request,
-                  who: Annotated[Principal, Depends(principal)]) -> Strata:
+    async def for_scope(request: Request,
+                        who: Annotated[Principal, Depends(principal)]) -> Strata:
         if not who.allows(scope):
             raise HttpProblem(403, f"this needs the {scope!r} scope; the token "
                               f"{who.name!r} has {', '.join(sorted(who.scopes))}")

@@ -154,6 +154,13 @@ class TokenCache:
             self._any, self._found, self._seen_changes = None, {}, _changes
         return time.monotonic()
 
+    def holds(self, secret: str | None) -> bool:
+        """Whether the answer for `secret` (None: `any_token`'s) is kept and fresh: then
+        asking costs no query."""
+        now = self._fresh()
+        kept = self._any if secret is None else self._found.get(hash_token(secret))
+        return kept is not None and now - kept[0] < self.ttl
+
     def any_token(self) -> bool:
         now = self._fresh()
         if self._any is None or now - self._any[0] >= self.ttl:

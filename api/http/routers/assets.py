@@ -211,16 +211,18 @@ def _asset(strata: Strata, ref: str, as_of: int | None = None) -> dict[str, Any]
     return row
 
 
-@router.get("/{ref}")
-def show(strata: StrataDep, ref: str, as_of: AsOf = None) -> dict[str, Any]:
+@router.get("/{ref}", response_model=dict[str, Any])
+def show(strata: StrataDep, ref: str, as_of: AsOf = None) -> Response:
     """Everything known about an asset: what `strata show --json` prints."""
     from strata.core.lookup import AssetFound, lookup
 
     found = lookup(strata, ref, as_of)
     if not isinstance(found, AssetFound):  # the prefix named an event
         raise AssetNotFound(f"no asset matches {ref!r}")
-    return {**dataclasses.asdict(found.details), "recipe": found.recipe,
-            "recorded_by": found.created.meta if found.created else None}
+    # Sent as built: the rows and events are JSON's types already, and validating the
+    # return value would cost a worker-thread hop and a second pass over every value.
+    return JSONResponse({**dataclasses.asdict(found.details), "recipe": found.recipe,
+                         "recorded_by": found.created.meta if found.created else None})
 
 
 @router.get("/{ref}/content", response_class=Response,
@@ -302,10 +304,11 @@ def lineage(
     direction: gallery.GraphDirection = "ancestors",
     depth: Annotated[int, Query(ge=1, le=queries.MAX_DEPTH)] = queries.MAX_DEPTH,
     as_of: AsOf = None,
-) -> dict[str, Any]:
+) -> Response:
     """The lineage as nodes and edges (from parent to child, with the parent's role):
     what made the asset, what was made from it, or both."""
-    return gallery.lineage_graph(strata, ref, direction, depth, as_of)
+    # Graph documents the shape; the graph is sent as built (see `show`).
+    return JSONResponse(gallery.lineage_graph(strata, ref, direction, depth, as_of))
 
 
 PROVENANCE_TYPES = {"json": "application/json", "prov-json": "application/json",
