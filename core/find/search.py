@@ -77,8 +77,13 @@ MAX_SIMILAR = 20_000
 MAX_LIMIT = 1000
 # The total is counted exactly up to here (or to the end of the page asked for, if further).
 TOTAL_CAP = 1000
-# A driving term's rows are counted up to here to choose the one that lists fewest.
+# A driving term's rows are counted up to here to choose the one that lists fewest. Another
+# term's list is read and intersected with it if it is at most INTERSECT_RATIO times as
+# long as what is left, until at most FEW_LEFT digests are left; those travel back as one
+# IN list and are checked against the other terms one by one.
 ESTIMATE_CAP = 10_000
+INTERSECT_RATIO = 2
+FEW_LEFT = 200
 # Layers whose prompts made a picture from nothing (an import carries another tool's).
 ROOT_LAYERS = ("generation", "import")
 _FULL_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -146,6 +151,8 @@ def search(
         compiler = _Compiler(strata, conn, query, distance)
         reference = compiler.reference(similar) if similar is not None else None
         parts = list(tree.nodes) if isinstance(tree, All) else [tree] if tree else []
+        # The cheapest checks first: a planner runs them in the order written.
+        parts.sort(key=_cost)
         checks = [compiler.node(n) for n in parts]
         if reference is not None:
             checks.append(_a.c.phash.in_(compiler.similar_hashes(reference)))
@@ -153,8 +160,8 @@ def search(
         if compiler.first_like is not None:
             return _nearest_first(conn, checks, compiler.first_like, limit, offset)
         drivers = [(i, compiler.driver(n)) for i, n in enumerate(parts)]
-        return _newest_first(conn, checks, _fewest([(i, d) for i, d in drivers if d is not None],
-                                                    conn), limit, offset)
+        return _newest_first(conn, checks, _drive(conn, [(i, d) for i, d in drivers if d]),
+                             limit, offset)
 
 
 @dataclass(frozen=True)
@@ -167,49 +174,75 @@ class _Reference:
 class _Driver:
     rows: Select  # the digests (repeated when several index rows hold for one asset)
     estimate: Select  # rows as many as those, or more, cheaper to count
+    indexed: bool  # rows from the find indexes: each names an asset of find_assets
 
 
-def _fewest(drivers: list[tuple[int, _Driver]], conn: Connection) -> tuple[int, Select] | None:
-    """The driver that lists the fewest rows (each counted up to ESTIMATE_CAP)."""
+@dataclass(frozen=True)
+class _Drive:
+    """Where the matches are gathered from: the rows of one driving term, streamed (the
+    others checked per asset), or the digests several terms' lists have in common."""
+    used: frozenset[int]  # the top-level terms it covers (not checked again)
+    rows: Select | None = None
+    indexed: bool = False  # rows from the find indexes: each names an asset of find_assets
+    common: list[str] | None = None
+
+
+def _drive(conn: Connection, drivers: list[tuple[int, _Driver]]) -> _Drive | None:
+    """The cheapest way in: the driver that lists fewest rows (each counted up to
+    ESTIMATE_CAP); then, while another lists not many more rows than are left, the digests
+    they have in common (reading a list from its index costs less than checking as many
+    assets one by one), until few are left."""
     if len(drivers) <= 1:
-        return (drivers[0][0], drivers[0][1].rows) if drivers else None
-    sizes = [conn.scalar(select(func.count()).select_from(
-        driver.estimate.limit(ESTIMATE_CAP).subquery())) or 0 for _, driver in drivers]
-    index, driver = drivers[sizes.index(min(sizes))]
-    return index, driver.rows
+        if not drivers:
+            return None
+        index, only = drivers[0]
+        return _Drive(frozenset((index,)), only.rows, only.indexed)
+    sized = sorted(((conn.scalar(select(func.count()).select_from(
+        driver.estimate.limit(ESTIMATE_CAP).subquery())) or 0, i, driver)
+        for i, driver in drivers), key=lambda sized: sized[:2])
+    size, index, fewest = sized[0]
+    second = sized[1][0]
+    if second >= ESTIMATE_CAP or second > INTERSECT_RATIO * size:
+        return _Drive(frozenset((index,)), fewest.rows, fewest.indexed)
+    common = set(conn.scalars(fewest.rows))
+    used = [index]
+    for size, index, driver in sized[1:]:
+        if (len(common) <= FEW_LEFT or size >= ESTIMATE_CAP
+                or size > INTERSECT_RATIO * len(common)):
+            break
+        common &= set(conn.scalars(driver.rows))
+        used.append(index)
+    return _Drive(frozenset(used), common=sorted(common))
 
 
-def _newest_first(conn: Connection, checks: list[ColumnElement[bool]],
-                  driver: tuple[int, Select] | None, limit: int, offset: int) -> SearchResult:
+def _newest_first(conn: Connection, checks: list[ColumnElement[bool]], drive: _Drive | None,
+                  limit: int, offset: int) -> SearchResult:
     bound = max(TOTAL_CAP, offset + limit)
-    # 1. Gather the matches from the driver (or from the whole table), one past the bound.
-    if driver is None:
-        gathered = select(_a.c.digest, _a.c.position).where(*checks)
+    # 1. Gather the matches (one past the bound) from the drivers, or the whole table.
+    others = [c for i, c in enumerate(checks) if drive is None or i not in drive.used]
+    if drive is None:
+        gathered = select(_a.c.digest).where(*others)
+    elif drive.common is not None:
+        gathered = select(_a.c.digest).where(_a.c.digest.in_(drive.common), *others)
     else:
         # The driver's rows on the outside (a join would let the planner walk find_assets
-        # instead), each asset's position read only if it passes every other term: one
-        # lookup by key per row, NULL for a row that fails.
-        index, listed = driver
-        rows = listed.subquery("driver")
-        position = (select(_a.c.position)
-                    .where(_a.c.digest == rows.c.digest,
-                           *(c for i, c in enumerate(checks) if i != index))
-                    .scalar_subquery())
-        each = select(rows.c.digest, position.label("position")).subquery("each")
-        gathered = (select(each.c.digest, each.c.position).distinct()
-                    .where(each.c.position.is_not(None)))
-    matches = list(conn.execute(gathered.limit(bound + 1)))
-    if len(matches) <= bound:
-        # 2. Every match is here: order them, then read the page's rows.
-        matches.sort(key=lambda m: (m.position, m.digest), reverse=True)
-        page = [m.digest for m in matches[offset:offset + limit]]
-        found = {r.digest: r for r in conn.execute(
-            select(*_COLUMNS).where(_a.c.digest.in_(page)))} if page else {}
-        return SearchResult(len(matches), [_row(found[d], None) for d in page], offset)
+        # instead), each asset looked up by key only if another term must be checked.
+        assert drive.rows is not None
+        rows = drive.rows.subquery("driver")
+        gathered = select(rows.c.digest).distinct()
+        if others or not drive.indexed:
+            gathered = gathered.where(exists().where(_a.c.digest == rows.c.digest, *others))
+    digests = list(conn.scalars(gathered.limit(bound + 1)))
+    if len(digests) <= bound:
+        # 2. Every match is here: read them, order them, keep the page.
+        matches = sorted(conn.execute(select(*_COLUMNS).where(_a.c.digest.in_(digests))),
+                         key=lambda m: (m.position, m.digest), reverse=True)
+        return SearchResult(len(matches), [_row(m, None) for m in
+                                           matches[offset:offset + limit]], offset)
     # 3. Many matches: walk the assets newest first, checking each, to the page's end.
     walk = (select(*_COLUMNS).where(*checks)
             .order_by(_a.c.position.desc(), _a.c.digest.desc()).limit(limit).offset(offset))
-    return SearchResult(len(matches), [_row(r, None) for r in conn.execute(walk)], offset,
+    return SearchResult(len(digests), [_row(r, None) for r in conn.execute(walk)], offset,
                         total_exact=False)
 
 
@@ -272,9 +305,11 @@ class _Compiler:
                     .select_from(fts.join(texts, literal_column(f"{texts.name}.rowid")
                                           == fts.c.rowid))
                     .where(matched, *([texts.c.kind == node.field] if node.field else [])))
-            return _Driver(rows, select(fts.c.rowid).where(matched))
+            return _Driver(rows, select(fts.c.rowid).where(matched), indexed=True)
         listed = self.digests(node)
-        return _Driver(listed, listed) if listed is not None else None
+        if listed is None:
+            return None
+        return _Driver(listed, listed, indexed=node.field not in _SET_FIELDS)
 
     def alias(self, model: type) -> Alias:
         self.counter += 1
@@ -505,6 +540,20 @@ def _model(value: str, params: Alias, txt: Any) -> ColumnElement[bool]:
         matches += [and_(params.c.name == "model.digest", txt.startswith(f"sha256:{hexed}")),
                     and_(params.c.name == "model.hash", txt.startswith(hexed))]
     return or_(*matches)
+
+
+def _cost(node: Node) -> int:
+    """How dear a term is to check for one asset, roughly: its own columns, a parameter
+    (one index entry), a small set, prompt words (a full-text list), anything nested."""
+    if not isinstance(node, Term):
+        return 4
+    if node.field in (None, "prompt", "negative"):
+        return 3
+    if node.field in _SET_FIELDS or node.field == "like":
+        return 2
+    if node.field in ("layer", "op", "actor", "media", "made"):
+        return 0
+    return 1
 
 
 def _words(term: Term) -> tuple[str, bool]:

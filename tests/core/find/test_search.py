@@ -336,3 +336,17 @@ def test_the_json_and_the_text_say_when_the_total_was_not_counted_to_the_end(
     assert len(deep.rows) == 2
     few = search(strata, "fox", limit=2)
     assert (few.total, few.total_exact, few.total_text) == (3, True, "3")
+
+
+@pytest.mark.parametrize("ratio", [0, 1_000_000])
+def test_every_way_in_finds_the_same_assets(
+    strata: Strata, built: Built, monkeypatch: pytest.MonkeyPatch, ratio: int
+) -> None:
+    """Terms gathered from one driving term (the others checked per asset), or from the
+    intersection of every term's list: the same answers."""
+    find_search = importlib.import_module("strata.core.find.search")
+    monkeypatch.setattr(find_search, "INTERSECT_RATIO", ratio)
+    monkeypatch.setattr(find_search, "FEW_LEFT", 0)
+    expected = {**EXPECTED, **lineage_queries(built), "golden hour fox seed>=42": {"g42", "g43"},
+                'fox "golden hour" -seed:43 layer:generation': {"g42"}}
+    assert answers(strata, built, list(expected)) == expected
