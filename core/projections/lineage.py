@@ -11,7 +11,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from sqlalchemy import Connection, Select, and_, bindparam, exists, literal, select, union
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    literal,
+    or_,
+    select,
+    union,
+)
 
 from strata.core.projections.base import table
 from strata.core.storage.schema import DerivationRow
@@ -72,6 +82,31 @@ def walk(
             seen.add(key)
             edges.append(Edge(*row))
     return edges
+
+
+@lru_cache(maxsize=1)
+def _neighbours_query() -> Select:
+    """Every derivation into or out of one asset (bound `digest`), in `walk`'s order."""
+    return (select(_d.input_digest, _d.output_digest, _d.role, _d.layer, _d.operation,
+                   _d.event_id, literal(1).label("depth"))
+            .where(or_(_d.output_digest == bindparam("digest"),
+                       _d.input_digest == bindparam("digest")))
+            .order_by(_d.output_digest, _d.input_digest, _d.role))
+
+
+def neighbours(conn: Connection, digest: str) -> tuple[list[Edge], list[Edge]]:
+    """`walk(conn, digest, "up", 1)` and `walk(conn, digest, "down", 1)` in one
+    non-recursive query: the parents' edges and the children's edges."""
+    parents: dict[tuple[str, str, str], Edge] = {}
+    children: dict[tuple[str, str, str], Edge] = {}
+    for row in conn.execute(_neighbours_query(), {"digest": digest}):
+        edge = Edge(*row)
+        key = (edge.input_digest, edge.output_digest, edge.role)
+        if edge.output_digest == digest:  # kept once, as walk keeps each edge
+            parents.setdefault(key, edge)
+        if edge.input_digest == digest:
+            children.setdefault(key, edge)
+    return list(parents.values()), list(children.values())
 
 
 def roots(conn: Connection, digest: str) -> list[str]:

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Select, bindparam, func, select
 from strata.core.errors import AssetNotFound
 from strata.core.ledger.log import utc_iso
 from strata.core.projections.base import table
-from strata.core.projections.lineage import Edge, walk
+from strata.core.projections.lineage import Edge, neighbours
 from strata.core.storage.db import db_now
 from strata.core.storage.schema import (
     AssetRow,
@@ -76,17 +76,24 @@ def asset_details(conn: Connection, digest: str) -> AssetDetails:
         rows.setdefault(name, {})[column] = value
     asset, selection, review, final = (
         rows[table(m).name] for m in (AssetRow, *_DECIDED))
-    branches = table(BranchRow)
+    parents, children = neighbours(conn, digest)
     return AssetDetails(
         asset=asset,
-        parents=walk(conn, digest, "up", depth=1),
-        children=walk(conn, digest, "down", depth=1),
+        parents=parents,
+        children=children,
         # an outer join's missing row: every column None, its key included
         selection=selection if selection["digest"] is not None else None,
         review=review if review["digest"] is not None else None,
         final=final if final["digest"] is not None else None,
-        branches=list(conn.scalars(select(branches.c.name).where(branches.c.head == digest))),
+        branches=list(conn.scalars(_branches_at(), {"digest": digest})),
     )
+
+
+@lru_cache(maxsize=1)
+def _branches_at() -> Select[Any]:
+    """The branches whose head is the bound `digest`."""
+    branches = table(BranchRow)
+    return select(branches.c.name).where(branches.c.head == bindparam("digest"))
 
 
 def asset_row(conn: Connection, digest: str) -> dict[str, Any] | None:
