@@ -87,29 +87,34 @@ class FindProjection(Projection):
 
     def _index(self, batch: Batch, event: RecordedEvent, asset: AssetInfo, layer: str,
                operation: str, recipe: dict[str, Any]) -> None:
+        # Rows as tuples in the tables' column order (see ASSET_COLUMNS and the others):
+        # a rebuild writes several per event.
         hashed = split_hash(asset.phash)
-        batch.insert_or_ignore(FindAssetRow, {
-            "digest": asset.digest, "position": event.position, "layer": layer,
-            "operation": operation[:80], "media_type": asset.media_type,
-            "actor": _actor(event), "made": event.recorded_at,
-            "phash": hashed.signed if hashed else None,
-            **{f"ph{i}": (hashed.chunks[i] if hashed else None) for i in range(4)},
-        }, keys=("digest",))
+        digest, position = asset.digest, event.position
+        batch.insert_or_ignore_values(FindAssetRow, ASSET_COLUMNS, (
+            digest, position, layer, operation[:80], asset.media_type, _actor(event),
+            event.recorded_at, *((hashed.signed, *hashed.chunks) if hashed else NO_HASH),
+        ), keys=("digest",))
         for name, value in flatten(recipe):
             kind = PROMPT_KEYS.get(name.rsplit(".", 1)[-1])
             if kind is not None:
                 if isinstance(value, str) and value.strip():
-                    batch.insert_or_ignore(FindTextRow, {
-                        "digest": asset.digest, "position": event.position, "key": name[:200],
-                        "kind": kind, "text": value}, keys=("digest", "position", "key"))
+                    batch.insert_or_ignore_values(
+                        FindTextRow, TEXT_COLUMNS, (digest, position, name[:200], kind, value),
+                        keys=("digest", "position", "key"))
                 continue
             row = typed(value)
             if row is not None:
-                batch.insert_or_ignore(FindParamRow, {
-                    "digest": asset.digest, "position": event.position, "name": name[:200],
-                    "num": row[0], "txt": row[1]}, keys=("digest", "name", "position"))
+                batch.insert_or_ignore_values(
+                    FindParamRow, PARAM_COLUMNS, (digest, name[:200], position, *row),
+                    keys=("digest", "name", "position"))
 
 
+ASSET_COLUMNS = ("digest", "position", "layer", "operation", "media_type", "actor", "made",
+                 "phash", "ph0", "ph1", "ph2", "ph3")
+NO_HASH = (None,) * 5
+TEXT_COLUMNS = ("digest", "position", "key", "kind", "text")
+PARAM_COLUMNS = ("digest", "name", "position", "num", "txt")
 _SKIPPED_PREFIXES = tuple(f"{s}." for s in SKIPPED)
 
 

@@ -81,6 +81,14 @@ class Batch:
         """Insert `row` unless a row with the same `keys` exists (the first insert wins)."""
         self.upsert(model, row, keys)
 
+    def insert_or_ignore_values(self, model: type, columns: tuple[str, ...],
+                                values: tuple[Any, ...], keys: tuple[str, ...]) -> None:
+        """`insert_or_ignore` of a row given as the `values` of `columns` (in the table's
+        order, none left out that has a default): no dict per row, for the projections
+        that write many rows per event."""
+        name, sql = _values_sql(model, columns, keys)
+        self._queue(name, sql, values)
+
     def upsert(
         self, model: type, row: dict[str, Any], keys: Iterable[str],
         update_columns: Iterable[str] | None = None, newer: str | None = None,
@@ -142,6 +150,15 @@ def _upsert_sql(
     if newer is not None:
         sql += f" WHERE {name}.{newer} < excluded.{newer}"
     return name, sql, columns
+
+
+@lru_cache(maxsize=64)
+def _values_sql(model: type, columns: tuple[str, ...], keys: tuple[str, ...]) -> tuple[str, str]:
+    name, sql, expected = _upsert_sql(model, columns, keys, None, None)
+    if tuple(c for c, _ in expected) != columns:
+        raise ValueError(f"{name}: rows of values must give the columns "
+                         f"{[c for c, _ in expected]}, not {list(columns)}")
+    return name, sql
 
 
 @lru_cache(maxsize=64)
