@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BindParameter,
+    Column,
     ColumnElement,
     Connection,
     Select,
@@ -34,7 +35,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     column,
-    exists,
     func,
     literal_column,
     not_,
@@ -44,6 +44,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import table as lightweight_table
 from sqlalchemy.sql.selectable import Alias
+from sqlalchemy.sql.visitors import iterate, replacement_traverse
 
 from strata.core.errors import InvalidInput
 from strata.core.find import hamming
@@ -230,8 +231,14 @@ def _newest_first(conn: Connection, checks: list[ColumnElement[bool]], drive: _D
         assert drive.rows is not None
         rows = drive.rows.subquery("driver")
         gathered = select(rows.c.digest).distinct()
-        if others or not drive.indexed:
-            gathered = gathered.where(exists().where(_a.c.digest == rows.c.digest, *others))
+        if drive.indexed and not any(map(_reads_asset_row, others)):
+            # Checks of the asset's index rows only: keyed by the driver's digest directly.
+            def by_driver(element: Any, **_: Any) -> Any:
+                return rows.c.digest if element is _a.c.digest else None
+
+            gathered = gathered.where(*(replacement_traverse(c, {}, by_driver) for c in others))
+        else:
+            gathered = gathered.where(_exists(_a.c.digest == rows.c.digest, *others))
     digests = list(conn.scalars(gathered.limit(bound + 1)))
     if len(digests) <= bound:
         # 2. Every match is here: read them, order them, keep the page.
@@ -356,7 +363,7 @@ class _Compiler:
         name = term.field
         if name is None or name in ("prompt", "negative"):
             texts = self.alias(FindTextRow)
-            return exists().where(texts.c.digest == _a.c.digest,
+            return _exists(texts.c.digest == _a.c.digest,
                                   self.text_match(term, name, texts))
         if name == "like":
             return _a.c.phash.in_(self.like(term.value))
@@ -365,7 +372,7 @@ class _Compiler:
             return own
         if name == "model" or name not in _SET_FIELDS:
             params = self.alias(FindParamRow)
-            return exists().where(params.c.digest == _a.c.digest,
+            return _exists(params.c.digest == _a.c.digest,
                                   self.parameter(term, params, correlated=True))
         digests = self.digests(term)
         assert digests is not None
@@ -540,6 +547,18 @@ def _model(value: str, params: Alias, txt: Any) -> ColumnElement[bool]:
         matches += [and_(params.c.name == "model.digest", txt.startswith(f"sha256:{hexed}")),
                     and_(params.c.name == "model.hash", txt.startswith(hexed))]
     return or_(*matches)
+
+
+def _reads_asset_row(check: ColumnElement[bool]) -> bool:
+    """Whether a check needs a find_assets column besides the digest."""
+    return any(isinstance(e, Column) and e.table is _a and e.name != "digest"
+               for e in iterate(check))
+
+
+def _exists(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS (SELECT 1 …): with `SELECT *` SQLite reads the table row even when an index
+    holds every column the conditions need."""
+    return select(literal_column("1")).where(*conditions).exists()
 
 
 def _cost(node: Node) -> int:
