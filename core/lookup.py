@@ -3,13 +3,17 @@ id prefix) — as the log stood now or at an earlier position."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound, InvalidInput
+from strata.core.ledger.event_types import DIGEST_PATTERN
 from strata.core.ledger.events import RecordedEvent
 from strata.core.projections import views
 from strata.core.service import Strata
+
+WHOLE_DIGEST = re.compile(DIGEST_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,15 @@ def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | E
 
     with strata.view(as_of) as conn:
         try:
-            digest: str | None = strata.resolve_asset(ref, conn)
+            # A whole digest (what the HTTP API's clients send) needs no resolving: the
+            # details say whether it is an asset.
+            named = ref if WHOLE_DIGEST.fullmatch(ref) else strata.resolve_asset(ref, conn)
+            details = views.asset_details(conn, named)
+            digest: str | None = named
         except AmbiguousReference:
             raise
         except (AssetNotFound, InvalidInput):  # not an asset's name: perhaps an event's
             digest = None
-        if digest is not None:
-            details = views.asset_details(conn, digest)
     if digest is None:
         try:
             event = strata.resolve_event(ref)

@@ -135,9 +135,11 @@ def _operations_query() -> Select[Any]:
 
 @lru_cache(maxsize=1)
 def _nodes_query() -> Select[Any]:
-    a, made = table(AssetRow), _made_by()
-    return (select(a.c.digest, a.c.media_type, a.c.layer, made.c.operation)
-            .select_from(a.outerjoin(made, made.c.output_digest == a.c.digest))
+    a, d = table(AssetRow), table(DerivationRow)
+    # Per asset (an index lookup each): one list parameter instead of two.
+    operation = (select(func.min(d.c.operation)).where(d.c.output_digest == a.c.digest)
+                 .scalar_subquery())
+    return (select(a.c.digest, a.c.media_type, a.c.layer, operation.label("operation"))
             .where(a.c.digest.in_(bindparam("digests", expanding=True))))
 
 
