@@ -7,7 +7,7 @@ Both sides use the very same loaded pipeline (one PipelineCache): the tiny model
 appended, a worker claims it (job.started + lease), runs it, stores the four PNGs as
 blobs (hash, fsync, rename; decode + perceptual hashes), appends generation.completed,
 and the projections catch up after each append. Runs alternate between the two sides so
-that machine noise hits both alike; the figures are medians. Target: overhead <= 10%.
+that machine noise hits both alike; the figures are medians. Target: overhead <= 5% (issue "Faster where users wait").
 """
 
 from __future__ import annotations
@@ -91,9 +91,9 @@ def main() -> None:
     print(f"| pipeline called directly | {median['direct'] * 1000:.1f} ms | — | — | baseline |")
     print(f"| pipeline + PNG files written | {median['direct+png'] * 1000:.1f} ms | "
           f"{(median['direct+png'] / median['direct'] - 1) * 100:+.1f}% | — | info |")
-    verdict = "PASS" if overhead <= 0.10 else "MISS"
+    verdict = "PASS" if overhead <= 0.05 else "MISS"
     print(f"| whole job through the runtime | {median['runtime'] * 1000:.1f} ms | "
-          f"{overhead * 100:+.1f}% | ≤ +10% | {verdict} |")
+          f"{overhead * 100:+.1f}% | ≤ +5% | {verdict} |")
     print(f"| (runtime vs pipeline + PNG files) | | {overhead_png * 100:+.1f}% | — | info |")
     sys.stdout.flush()
 
