@@ -7,7 +7,7 @@ Both sides use the very same loaded pipeline (one PipelineCache): the tiny model
 appended, a worker claims it (job.started + lease), runs it, stores the four PNGs as
 blobs (hash, fsync, rename; decode + perceptual hashes), appends generation.completed,
 and the projections catch up after each append. Runs alternate between the two sides so
-that machine noise hits both alike; the figures are medians. Target: overhead <= 5% (issue "Faster where users wait").
+that machine noise hits both alike; the figures are medians. Target: overhead <= 5%.
 """
 
 from __future__ import annotations
