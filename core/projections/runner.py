@@ -38,7 +38,7 @@ from strata.core.ledger.log import (
     rows_after,
 )
 from strata.core.projections.asof import clear_history
-from strata.core.projections.base import Batch, Projection, table, upsert
+from strata.core.projections.base import Batch, Projection, table
 from strata.core.projections.bulk import secondary_indexes_dropped
 from strata.core.storage.db import PROJECTION_LOCK, is_sqlite, take_lock, write_transaction
 from strata.core.storage.schema import ProjectionCheckpoint
@@ -49,6 +49,9 @@ BATCH_SECONDS = 0.25  # a catch-up holds the write lock about this long at a tim
 # waited a while (SQLite's busy handler). Between batches the lock stays free a little
 # longer than that, so every waiting writer gets its turn before the next batch.
 PAUSE_SECONDS = 0.15
+
+
+_CHECKPOINTS_SQL = f"SELECT name, position FROM {table(ProjectionCheckpoint).name}"
 
 
 class CatchUpFirst(Exception):
@@ -111,8 +114,10 @@ class ProjectionRunner:
         self._current_query: Select[Any] | None = None  # built on first use
 
     def checkpoints(self, conn: Connection) -> dict[str, int]:
-        rows = conn.execute(select(table(ProjectionCheckpoint))).all()
-        found = {row.name: row.position for row in rows}
+        # Straight to the driver: every append asks twice (see Batch).
+        cursor = conn.connection.cursor()
+        cursor.execute(_CHECKPOINTS_SQL)
+        found = dict(cursor.fetchall())
         return {p.name: found.get(p.name, 0) for p in self.projections}
 
     def state(self) -> ProjectionState:
@@ -254,12 +259,11 @@ class ProjectionRunner:
                 if event.position > checkpoints[projection.name]:
                     projection.apply(conn, event, payload, batch)
             last, applied = event.position, applied + 1
+        for name, position in checkpoints.items():
+            if position < last:  # a checkpoint never moves backwards
+                batch.upsert(ProjectionCheckpoint, {"name": name, "position": last},
+                             keys=("name",), update_columns=("position",), newer="position")
         batch.flush(conn)
-        moved = [{"name": name, "position": last}
-                 for name, position in checkpoints.items() if position < last]
-        if moved:  # a checkpoint never moves backwards
-            upsert(conn, ProjectionCheckpoint, moved, keys=("name",),
-                   update_columns=("position",), newer="position")
         return applied, stopped, applied < len(rows) or len(rows) == BATCH
 
     def _interested(self, payload_type: type) -> tuple[Projection, ...]:
