@@ -78,11 +78,13 @@ MAX_SIMILAR = 20_000
 MAX_LIMIT = 1000
 # The total is counted exactly up to here (or to the end of the page asked for, if further).
 TOTAL_CAP = 1000
-# A driving term's rows are counted up to here to choose the one that lists fewest. Another
-# term's list is read and intersected with it if it is at most INTERSECT_RATIO times as
-# long as what is left, until at most FEW_LEFT digests are left; those travel back as one
-# IN list and are checked against the other terms one by one.
-ESTIMATE_CAP = 10_000
+# A driving term's rows are counted up to here (a fifth of it but for the full-text
+# index, whose lists count far more cheaply) to choose the one that lists fewest; a list
+# shorter than that is short: read whole once, it checks assets in memory. Another short
+# list is intersected with the fewest if it is at most INTERSECT_RATIO times as long as
+# what is left, until at most FEW_LEFT digests are left; those travel back as one IN list
+# and are checked against the other terms one by one.
+ESTIMATE_CAP = 25_000
 INTERSECT_RATIO = 2
 FEW_LEFT = 200
 # Layers whose prompts made a picture from nothing (an import carries another tool's).
@@ -176,16 +178,19 @@ class _Driver:
     rows: Select  # the digests (repeated when several index rows hold for one asset)
     estimate: Select  # rows as many as those, or more, cheaper to count
     indexed: bool  # rows from the find indexes: each names an asset of find_assets
+    cap: int = ESTIMATE_CAP // 5  # counted up to here (a full-text list counts cheaply)
 
 
 @dataclass(frozen=True)
 class _Drive:
     """Where the matches are gathered from: the rows of one driving term, streamed (the
-    others checked per asset), or the digests several terms' lists have in common."""
+    others checked per asset), or the digests several terms' lists have in common; and
+    the terms whose lists are short enough to be read whole once (for the walk)."""
     used: frozenset[int]  # the top-level terms it covers (not checked again)
     rows: Select | None = None
     indexed: bool = False  # rows from the find indexes: each names an asset of find_assets
     common: list[str] | None = None
+    short: dict[int, Select] = field(default_factory=dict)
 
 
 def _drive(conn: Connection, drivers: list[tuple[int, _Driver]]) -> _Drive | None:
@@ -193,34 +198,33 @@ def _drive(conn: Connection, drivers: list[tuple[int, _Driver]]) -> _Drive | Non
     ESTIMATE_CAP); then, while another lists not many more rows than are left, the digests
     they have in common (reading a list from its index costs less than checking as many
     assets one by one), until few are left."""
-    if len(drivers) <= 1:
-        if not drivers:
-            return None
-        index, only = drivers[0]
-        return _Drive(frozenset((index,)), only.rows, only.indexed)
-    sized = sorted(((conn.scalar(select(func.count()).select_from(
-        driver.estimate.limit(ESTIMATE_CAP).subquery())) or 0, i, driver)
-        for i, driver in drivers), key=lambda sized: sized[:2])
-    size, index, fewest = sized[0]
-    second = sized[1][0]
-    if second >= ESTIMATE_CAP or second > INTERSECT_RATIO * size:
-        return _Drive(frozenset((index,)), fewest.rows, fewest.indexed)
+    if not drivers:
+        return None
+    counted = [(conn.scalar(select(func.count()).select_from(
+        driver.estimate.limit(driver.cap).subquery())) or 0, i, driver) for i, driver in drivers]
+    # (long, rows, term): a list counted to its cap is long, whatever it counted
+    sized = sorted((size >= driver.cap, size, i, driver) for size, i, driver in counted)
+    short = {i: driver.rows for long, _, i, driver in sized if not long}
+    long, size, index, fewest = sized[0]
+    if long or len(sized) == 1 or sized[1][0] or sized[1][1] > INTERSECT_RATIO * size:
+        return _Drive(frozenset((index,)), fewest.rows, fewest.indexed, short=short)
     common = set(conn.scalars(fewest.rows))
     used = [index]
-    for size, index, driver in sized[1:]:
-        if (len(common) <= FEW_LEFT or size >= ESTIMATE_CAP
-                or size > INTERSECT_RATIO * len(common)):
+    for long, size, index, driver in sized[1:]:
+        if len(common) <= FEW_LEFT or long or size > INTERSECT_RATIO * len(common):
             break
         common &= set(conn.scalars(driver.rows))
         used.append(index)
-    return _Drive(frozenset(used), common=sorted(common))
+    return _Drive(frozenset(used), common=sorted(common), short=short)
 
 
 def _newest_first(conn: Connection, checks: list[ColumnElement[bool]], drive: _Drive | None,
                   limit: int, offset: int) -> SearchResult:
     bound = max(TOTAL_CAP, offset + limit)
     # 1. Gather the matches (one past the bound) from the drivers, or the whole table.
-    others = [c for i, c in enumerate(checks) if drive is None or i not in drive.used]
+    short = drive.short if drive is not None else {}
+    rest = [i for i in range(len(checks)) if drive is None or i not in drive.used]
+    others = [checks[i] for i in rest]
     if drive is None:
         gathered = select(_a.c.digest).where(*others)
     elif drive.common is not None:
@@ -232,11 +236,15 @@ def _newest_first(conn: Connection, checks: list[ColumnElement[bool]], drive: _D
         rows = drive.rows.subquery("driver")
         gathered = select(rows.c.digest).distinct()
         if drive.indexed and not any(map(_reads_asset_row, others)):
-            # Checks of the asset's index rows only: keyed by the driver's digest directly.
+            # Checks of the asset's index rows only: keyed by the driver's digest directly,
+            # the terms with short lists first, against those lists read once.
             def by_driver(element: Any, **_: Any) -> Any:
                 return rows.c.digest if element is _a.c.digest else None
 
-            gathered = gathered.where(*(replacement_traverse(c, {}, by_driver) for c in others))
+            gathered = gathered.where(
+                *(rows.c.digest.in_(short[i]) for i in rest if i in short),
+                *(replacement_traverse(checks[i], {}, by_driver) for i in rest
+                  if i not in short))
         else:
             gathered = gathered.where(_exists(_a.c.digest == rows.c.digest, *others))
     digests = list(conn.scalars(gathered.limit(bound + 1)))
@@ -246,8 +254,12 @@ def _newest_first(conn: Connection, checks: list[ColumnElement[bool]], drive: _D
                          key=lambda m: (m.position, m.digest), reverse=True)
         return SearchResult(len(matches), [_row(m, None) for m in
                                            matches[offset:offset + limit]], offset)
-    # 3. Many matches: walk the assets newest first, checking each, to the page's end.
-    walk = (select(*_COLUMNS).where(*checks)
+    # 3. Many matches: walk the assets newest first, checking each, to the page's end. A
+    # term with a short list is checked against that list, read once (a lookup in memory);
+    # any other, by the asset's own index rows (a lookup on disk). The digest is wrapped
+    # (`|| ''`, the same text) so that no planner looks each listed asset up and sorts.
+    walk = (select(*_COLUMNS).where(*((_a.c.digest + "").in_(short[i]) if i in short else c
+                                      for i, c in enumerate(checks)))
             .order_by(_a.c.position.desc(), _a.c.digest.desc()).limit(limit).offset(offset))
     return SearchResult(len(digests), [_row(r, None) for r in conn.execute(walk)], offset,
                         total_exact=False)
@@ -312,7 +324,8 @@ class _Compiler:
                     .select_from(fts.join(texts, literal_column(f"{texts.name}.rowid")
                                           == fts.c.rowid))
                     .where(matched, *([texts.c.kind == node.field] if node.field else [])))
-            return _Driver(rows, select(fts.c.rowid).where(matched), indexed=True)
+            return _Driver(rows, select(fts.c.rowid).where(matched), indexed=True,
+                           cap=ESTIMATE_CAP)
         listed = self.digests(node)
         if listed is None:
             return None
