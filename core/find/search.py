@@ -1,21 +1,26 @@
-"""Running a parsed find query against the indexes.
+"""Running a parsed find query against the indexes (docs/find.md, "How a search runs").
 
 Every term becomes a check of one `find_assets` row (an EXISTS on the asset's own index
 rows, keyed by its digest, or membership of a small set: decisions, lineage, branch), and
 most terms can also drive: list the digests that satisfy them straight from an index (the
 full-text index, a (name, value) range of parameters, a hash lookup). A search then:
 
-1. picks the driver of the top-level terms that lists the fewest rows (each counted up to
-   ESTIMATE_CAP, a fraction of a millisecond) and gathers the matches from it, every other
-   term checked per candidate, stopping one past `max(TOTAL_CAP, offset + limit)`: the
-   total is exact up to there, and beyond it is reported as "more than" (`total_exact`);
+1. counts each top-level driver's list up to a cap and gathers the matches from the
+   shortest (short lists of similar length intersected first), every other term checked
+   per candidate — in memory against its list when that is short — stopping one past
+   `max(TOTAL_CAP, offset + limit)`: the total is exact up to there, and beyond it is a
+   lower bound (`total_exact` false);
 2. if that gathered every match, orders them here (newest first) and reads the page;
 3. otherwise the matches are many, so the page is read walking the assets newest first
    (the position index) and checking each: it stops after `offset + limit` matches.
 
-So the cost follows the smaller of the driving term's rows and the page's depth, never the
-number of matches. `like:` (and `--similar`) first finds its near-duplicates' hashes
-through the multi-index hash (core.find.hamming); the results are then ordered by distance.
+So the cost follows the shortest list and the page's depth, never the number of matches.
+`like:` (and `--similar`) first finds its near-duplicates' hashes through the
+multi-index hash (core.find.hamming); the results are then ordered by distance.
+
+On SQLite, without table statistics, the planner is kept to these plans by writing the
+queries so (the driver outermost, a column wrapped in `|| ''` where its index would lead
+the planner away from the walk); PostgreSQL plans from its own statistics.
 """
 
 from __future__ import annotations
