@@ -10,9 +10,9 @@ Every projection table is one of two kinds:
   the row carries the position of its latest change. Whenever an UPDATE moves that
   position forward, a trigger keeps the version it replaces in `<table>_history`, with the
   position that replaced it (`valid_to`). As of N the table is its rows last changed at or
-  before N, and the kept versions that were current at N (changed at or before N,
-  replaced after it): at most one per key, found by key, so a lookup costs the same
-  whatever the log's length.
+  before N, and for the rows changed since, the kept version that was current at N
+  (changed at or before N, replaced after it): at most one per key, found by key, so a
+  lookup costs the same whatever the log's length.
 
 `as_of_connection` opens a connection on which temporary views shadow the projection
 tables under their own names (temporary objects come first in name resolution on SQLite
@@ -206,18 +206,38 @@ def _shadows(conn: Connection, position: int) -> list[str]:
         statements.append(view(name, f"SELECT {rowid}* FROM {source(name)} "
                                      f"WHERE {column} <= {n}"))
     for mutable in MUTABLE:
-        columns = ", ".join(c.name for c in table(mutable.model).columns)
-        current = f"SELECT {columns} FROM {source(mutable.name)} " \
-                  f"WHERE {_latest(conn.dialect.name, mutable.positions)} <= {n}"
-        kept = (f"SELECT {columns} FROM {source(HISTORY[mutable.name].name)} "
-                f"WHERE {_latest(conn.dialect.name, mutable.positions)} <= {n} "
-                f"AND valid_to > {n}")
-        statements.append(view(mutable.name, f"{current} UNION ALL {kept}"))
+        statements.append(view(mutable.name, _mutable_as_of(
+            mutable, conn.dialect.name, source(mutable.name),
+            source(HISTORY[mutable.name].name), n)))
     least = "min" if sqlite else "LEAST"
     statements.append(view(CHECKPOINTS, f"SELECT name, {least}(position, {n}) AS position "
                                          f"FROM {source(CHECKPOINTS)}"))
     statements.append(view(EVENTS, f"SELECT * FROM {source(EVENTS)} WHERE position <= {n}"))
     return statements
+
+
+def _mutable_as_of(mutable: Mutable, dialect: str, current: str, history: str,
+                   n: int) -> str:
+    """A mutable table as of position `n`: a row last changed at or before `n` as it is,
+    a row changed since as its kept version that was current at `n`, a row made after
+    `n` not at all.
+
+    One table in the FROM clause, the kept version read by key in correlated subqueries
+    (run only for rows changed since `n`): the planners then merge the view into the
+    reads that join it (`show` joins an asset with its decisions), so a lookup by key
+    stays a lookup by key; a UNION ALL view would be built whole for every such join.
+    """
+    changed = _latest(dialect, mutable.positions, "c.")
+    match = " AND ".join(f"h.{k} = c.{k}" for k in mutable.keys)
+    valid = f"{match} AND {_latest(dialect, mutable.positions, 'h.')} <= {n} " \
+            f"AND h.valid_to > {n}"
+    columns = ", ".join(
+        f"c.{column}" if column in mutable.keys else
+        f"CASE WHEN {changed} <= {n} THEN c.{column} "
+        f"ELSE (SELECT h.{column} FROM {history} h WHERE {valid}) END AS {column}"
+        for column in (c.name for c in table(mutable.model).columns))
+    return (f"SELECT {columns} FROM {current} c WHERE {changed} <= {n} "
+            f"OR EXISTS (SELECT 1 FROM {history} h WHERE {valid})")
 
 
 @contextmanager
