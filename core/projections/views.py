@@ -50,20 +50,25 @@ def _one(conn: Connection, model: type, **where: Any) -> dict[str, Any] | None:
 
 
 _DECIDED = (SelectionRow, ReviewRow, FinalRow)  # rows keyed by digest beside the asset's
+_HEADS = "branch_heads"
 
 
 @lru_cache(maxsize=1)
 def _asset_and_decisions() -> Select[Any]:
-    """The asset's row and its selection, review and final rows in one query (each
-    table's columns labelled `<table>__<column>`), built once and run with a bound digest:
-    `show` and `GET /assets/{ref}` ask it on every call."""
-    asset = table(AssetRow)
+    """The asset's row, its selection, review and final rows (each table's columns
+    labelled `<table>__<column>`) and the branches it heads, in one query built once and
+    run with a bound digest: `show` and `GET /assets/{ref}` ask it on every call."""
+    asset, branches = table(AssetRow), table(BranchRow)
     joined, columns = asset, [c.label(f"{asset.name}__{c.name}") for c in asset.c]
     for model in _DECIDED:
         t = table(model)
         joined = joined.outerjoin(t, t.c.digest == asset.c.digest)
         columns += [c.label(f"{t.name}__{c.name}") for c in t.c]
-    return select(*columns).select_from(joined).where(asset.c.digest == bindparam("digest"))
+    # The branches whose head it is, as one string: a branch name has no comma.
+    heads = (select(func.aggregate_strings(branches.c.name, ","))
+             .where(branches.c.head == asset.c.digest).scalar_subquery())
+    return (select(*columns, heads.label(_HEADS)).select_from(joined)
+            .where(asset.c.digest == bindparam("digest")))
 
 
 def asset_details(conn: Connection, digest: str) -> AssetDetails:
@@ -72,8 +77,9 @@ def asset_details(conn: Connection, digest: str) -> AssetDetails:
         raise AssetNotFound(f"no asset {digest} at this point of the log")
     rows: dict[str, dict[str, Any]] = {}
     for label, value in found._mapping.items():
-        name, _, column = str(label).partition("__")
-        rows.setdefault(name, {})[column] = value
+        if label != _HEADS:
+            name, _, column = str(label).partition("__")
+            rows.setdefault(name, {})[column] = value
     asset, selection, review, final = (
         rows[table(m).name] for m in (AssetRow, *_DECIDED))
     parents, children = neighbours(conn, digest)
@@ -85,15 +91,8 @@ def asset_details(conn: Connection, digest: str) -> AssetDetails:
         selection=selection if selection["digest"] is not None else None,
         review=review if review["digest"] is not None else None,
         final=final if final["digest"] is not None else None,
-        branches=list(conn.scalars(_branches_at(), {"digest": digest})),
+        branches=sorted(found._mapping[_HEADS].split(",")) if found._mapping[_HEADS] else [],
     )
-
-
-@lru_cache(maxsize=1)
-def _branches_at() -> Select[Any]:
-    """The branches whose head is the bound `digest`."""
-    branches = table(BranchRow)
-    return select(branches.c.name).where(branches.c.head == bindparam("digest"))
 
 
 def asset_row(conn: Connection, digest: str) -> dict[str, Any] | None:

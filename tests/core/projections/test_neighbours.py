@@ -1,11 +1,13 @@
 """`neighbours` (what `show` and `GET /assets/{ref}` read) is the one-step walk up and
-down, in one query: the same edges, in the same order, each kept once."""
+down, in one query: the same edges, in the same order, each kept once; and the asset's
+details come with every branch it heads."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+from strata.core.decisions import branches
 from strata.core.projections.lineage import neighbours, walk
 from strata.core.projections.views import asset_details
 from strata.core.service import Strata
@@ -28,6 +30,8 @@ def test_neighbours_are_the_one_step_walks(strata: Strata, tmp_path: Path) -> No
     c = _add(strata, tmp_path, 3, [(a, "source"), (b, "mask"), (a, "reference")])
     d = _add(strata, tmp_path, 4, [(c, "source")])
     _add(strata, tmp_path, 5, [(c, "layer"), (d, "layer")])
+    for name in ("zeta/v1", "alpha.2"):  # the branches c heads come in the same query
+        branches.create(strata, name, c)
     with strata.view() as conn:
         for digest in (a, c, d):
             assert neighbours(conn, digest) == (walk(conn, digest, "up", 1),
@@ -39,3 +43,6 @@ def test_neighbours_are_the_one_step_walks(strata: Strata, tmp_path: Path) -> No
     assert len(children) == 2 and all(e.input_digest == c for e in children)
     assert (details.parents, details.children) == (parents, children)
     assert (details.selection, details.review, details.final) == (None, None, None)
+    assert details.branches == ["alpha.2", "zeta/v1"]
+    with strata.view() as conn:
+        assert asset_details(conn, d).branches == []
