@@ -42,7 +42,7 @@ from strata.core.projections import asof
 from strata.core.projections.base import table
 from strata.core.projections.runner import CatchUpFirst, ProjectionRunner
 from strata.core.storage.db import memory_engine
-from strata.core.storage.schema import AssetRow, ProjectionCheckpoint, SQLModel
+from strata.core.storage.schema import AssetRow, ProjectionCheckpoint, metadata
 from strata.core.store import Store
 
 HEX_PREFIX = re.compile(r"^[0-9a-f]{4,64}$")
@@ -324,7 +324,7 @@ class Strata:
         runner = self.store.projections
         # Two projections may share a table (human decisions and automatic scores).
         models = {m: None for p in runner.projections for m in p.models}
-        SQLModel.metadata.create_all(
+        metadata.create_all(
             scratch, tables=[table(m) for m in [*models, ProjectionCheckpoint]])
         ProjectionRunner(scratch, runner.projections, source=self.store.engine).catch_up(
             to_position=as_of

@@ -10,11 +10,15 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+# The modules whose tables share core.storage.schema's metadata, imported so that every
+# table is in it when alembic compares the store with it.
+import strata.core.auth.tokens
+import strata.core.find.schema  # noqa: F401
 from strata.core.config import Settings
 from strata.core.storage import schema
 from strata.core.storage.db import make_engine
 
-target_metadata = schema.SQLModel.metadata
+target_metadata = schema.metadata
 
 
 def _run(connection: Connection) -> None:

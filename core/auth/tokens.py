@@ -18,13 +18,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, delete, exists, insert, select
+from sqlalchemy import Column, Engine, String, Table, delete, exists, insert, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-from sqlmodel import Field, SQLModel
 
 from strata.core.errors import InvalidInput, NotFound
 from strata.core.ledger.log import utc_iso
 from strata.core.projections.base import table
+from strata.core.storage.schema import Rows, metadata
 
 SCOPES = ("read", "write", "admin")
 PREFIX = "strata_"  # makes a leaked token recognisable to secret scanners and people
@@ -35,13 +35,14 @@ class TokenNotFound(NotFound):
     pass
 
 
-class ApiToken(SQLModel, table=True):
-    __tablename__ = "api_tokens"
-
-    name: str = Field(primary_key=True, max_length=200)
-    token_hash: str = Field(unique=True, max_length=64)
-    scopes: str = Field(max_length=100)  # comma-separated, as granted
-    created_at: str = Field(max_length=40)
+class ApiToken(Rows):
+    __table__ = Table(
+        "api_tokens", metadata,
+        Column("name", String(200), primary_key=True),
+        Column("token_hash", String(64), nullable=False, unique=True),
+        Column("scopes", String(100), nullable=False),  # comma-separated, as granted
+        Column("created_at", String(40), nullable=False),
+    )
 
 
 @dataclass(frozen=True)

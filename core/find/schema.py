@@ -19,63 +19,60 @@ tables are created from the models (the private database of time travel).
 
 from __future__ import annotations
 
-from sqlalchemy import DDL, BigInteger, Column, Index, Text, event
-from sqlmodel import Field, SQLModel
+from sqlalchemy import DDL, BigInteger, Column, Float, Index, Integer, String, Table, Text, event
 
 from strata.core.projections.base import table
+from strata.core.storage.schema import Rows, metadata
 
 # Longer text parameters are cut here: they are for equality and prefix matches, and
 # PostgreSQL's B-tree refuses entries over about 2,700 bytes.
 MAX_TEXT_VALUE = 500
 
 
-class FindAssetRow(SQLModel, table=True):
-    __tablename__ = "find_assets"
-    __table_args__ = (
+class FindAssetRow(Rows):
+    __table__ = Table(
+        "find_assets", metadata,
+        Column("digest", String(71), primary_key=True),
+        Column("position", BigInteger, nullable=False),
+        Column("layer", String(40), nullable=False, index=True),
+        Column("operation", String(80), nullable=False),
+        Column("media_type", String(100), nullable=False),
+        Column("actor", String(200), index=True),
+        Column("made", String(40), nullable=False, index=True),  # recorded_at (ISO, UTC)
+        Column("phash", BigInteger),  # signed 64-bit
+        *(Column(f"ph{i}", Integer) for i in range(4)),
         Index("ix_find_assets_position", "position", "digest"),
         Index("ix_find_assets_phash", "phash"),
         *(Index(f"ix_find_assets_ph{i}", f"ph{i}", "phash") for i in range(4)),
     )
 
-    digest: str = Field(primary_key=True, max_length=71)
-    position: int = Field(sa_type=BigInteger)
-    layer: str = Field(max_length=40, index=True)
-    operation: str = Field(max_length=80)
-    media_type: str = Field(max_length=100)
-    actor: str | None = Field(default=None, max_length=200, index=True)
-    made: str = Field(max_length=40, index=True)  # the event's recorded_at (ISO, UTC)
-    phash: int | None = Field(default=None, sa_type=BigInteger)  # signed 64-bit
-    ph0: int | None = None
-    ph1: int | None = None
-    ph2: int | None = None
-    ph3: int | None = None
 
-
-class FindParamRow(SQLModel, table=True):
-    __tablename__ = "find_params"
-    __table_args__ = (
+class FindParamRow(Rows):
+    __table__ = Table(
+        "find_params", metadata,
+        # Keyed (digest, name, …): checking one candidate's parameter is one key lookup.
+        Column("digest", String(71), primary_key=True),
+        Column("name", String(200), primary_key=True),
+        Column("position", BigInteger, primary_key=True),
+        Column("num", Float),
+        Column("txt", String(MAX_TEXT_VALUE)),
         Index("ix_find_params_num", "name", "num", "digest"),
         Index("ix_find_params_txt", "name", "txt", "digest"),
         # One asset's parameter by name, with its value: checking a candidate reads no row.
         Index("ix_find_params_asset", "digest", "name", "num", "txt"),
     )
 
-    # Keyed (digest, name, …): checking one candidate's parameter is one key lookup.
-    digest: str = Field(primary_key=True, max_length=71)
-    name: str = Field(primary_key=True, max_length=200)
-    position: int = Field(primary_key=True, sa_type=BigInteger)
-    num: float | None = None
-    txt: str | None = Field(default=None, max_length=MAX_TEXT_VALUE)
 
-
-class FindTextRow(SQLModel, table=True):
-    __tablename__ = "find_texts"
-
-    digest: str = Field(primary_key=True, max_length=71)
-    position: int = Field(primary_key=True, sa_type=BigInteger)
-    key: str = Field(primary_key=True, max_length=200)  # the recipe key: prompt, passes.2.prompt
-    kind: str = Field(max_length=20)  # prompt or negative
-    text: str = Field(sa_column=Column(Text, nullable=False))
+class FindTextRow(Rows):
+    __table__ = Table(
+        "find_texts", metadata,
+        Column("digest", String(71), primary_key=True),
+        Column("position", BigInteger, primary_key=True),
+        # the recipe key: prompt, passes.2.prompt
+        Column("key", String(200), primary_key=True),
+        Column("kind", String(20), nullable=False),  # prompt or negative
+        Column("text", Text, nullable=False),
+    )
 
 
 # The same statements as migration 0007's.

@@ -34,13 +34,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from pydantic import Field
 
 from strata.core.config import strata_version
 from strata.core.errors import EventNotFound, InvalidInput
-from strata.core.interop import c2pa_credentials
 from strata.core.interop.chunks import SIDECAR_FORMAT, SIDECAR_SUFFIX, STRATA_KEY, XMP_NAMESPACE
 from strata.core.ledger.event_types import DIGEST_PATTERN, Digest, short
 from strata.core.ledger.events import Payload, registry
@@ -49,6 +49,9 @@ from strata.core.provenance.ancestry import Provenance, provenance
 from strata.core.provenance.report import as_json
 from strata.core.service import Strata, asset_stream
 from strata.core.storage.files import fsync_dir
+
+if TYPE_CHECKING:
+    from strata.core.interop.c2pa_credentials import Ingredient
 
 # The names an export writes (STRATA_KEY, XMP_NAMESPACE, SIDECAR_*) are defined beside the
 # reader that brings them back (chunks.py).
@@ -226,8 +229,7 @@ def _signed_exports(strata: Strata, digests: list[str]) -> dict[str, AssetExport
 
 
 def _ingredient(strata: Strata, digest: str, relationship: str, label: str,
-                media_types: dict[str, str], signed: dict[str, AssetExported]) -> (
-        c2pa_credentials.Ingredient):
+                media_types: dict[str, str], signed: dict[str, AssetExported]) -> Ingredient:
     """An ancestor as an ingredient: its signed export when it has one (so its manifest
     comes along), else its stored bytes."""
     export = signed.get(digest)
@@ -238,8 +240,10 @@ def _ingredient(strata: Strata, digest: str, relationship: str, label: str,
     else:
         data, media_type, title = strata.blobs.read_bytes(digest), media_types[digest], (
             f"{short(digest)}")
-    return c2pa_credentials.Ingredient(digest=digest, label=label, relationship=relationship,
-                                       media_type=media_type, data=data, title=title)
+    from strata.core.interop.c2pa_credentials import Ingredient
+
+    return Ingredient(digest=digest, label=label, relationship=relationship,
+                      media_type=media_type, data=data, title=title)
 
 
 def _credentials(strata: Strata, found: Provenance, data: bytes, media_type: str,
@@ -249,6 +253,10 @@ def _credentials(strata: Strata, found: Provenance, data: bytes, media_type: str
     The parent it opens from: the latest-made ancestor with a signed export; else, when
     nothing in the ancestry was generated, the imported original it began from.
     """
+    # Imported only to sign: cryptography would otherwise load with every command, since
+    # the layer registry imports this module for its event type.
+    from strata.core.interop import c2pa_credentials
+
     ancestors = [a.digest for a in found.assets if a.digest != found.asset]
     signed = _signed_exports(strata, ancestors)
     media_types = {a.digest: a.media_type for a in found.assets}
@@ -291,7 +299,9 @@ def export(strata: Strata, asset_ref: str, path: Path, fmt: str | None = None,
     if path.is_dir():
         raise InvalidInput(f"cannot export to {path}: it is a folder; give a file name")
     if c2pa:
-        c2pa_credentials.require_c2pa()  # say why before any work is done
+        from strata.core.interop.c2pa_credentials import require_c2pa
+
+        require_c2pa()  # say why before any work is done
     digest = strata.resolve_asset(asset_ref)
     with strata.view() as conn:
         row = views.asset_row(conn, digest)

@@ -11,14 +11,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Column, Connection, Executable, Table
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from strata.core.ledger.events import Payload, RecordedEvent
 from strata.core.storage.db import driver_sql
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite.dml import Insert as SqliteInsert
 
 
 def table(model: type) -> Table:
@@ -31,9 +33,15 @@ def _upsert_statement(
     newer: str | None,
 ) -> Executable:
     # Built once and executed with parameters: building a statement per row costs far
-    # more than running it.
-    insert = sqlite_insert if dialect == "sqlite" else pg_insert
-    statement = insert(table(model))
+    # more than running it. The dialects' inserts are imported here, not at start: the
+    # PostgreSQL dialect alone costs a read command tens of milliseconds.
+    statement: SqliteInsert | PgInsert
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        statement = sqlite_insert(table(model))
+    else:
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        statement = pg_insert(table(model))
     if update_columns is None:
         return statement.on_conflict_do_nothing(index_elements=list(keys))
     guard = None if newer is None else table(model).c[newer] < statement.excluded[newer]
@@ -88,6 +96,16 @@ class Batch:
         that write many rows per event."""
         name, sql = _values_sql(model, columns, keys)
         self._queue(name, sql, values)
+
+    def insert_or_ignore_many(self, model: type, columns: tuple[str, ...],
+                              rows: list[tuple[Any, ...]], keys: tuple[str, ...]) -> None:
+        """`insert_or_ignore_values` of several rows at once."""
+        name, sql = _values_sql(model, columns, keys)
+        runs = self.pending.setdefault(name, [])
+        if runs and runs[-1][0] == sql:
+            runs[-1][1].extend(rows)
+        else:
+            runs.append((sql, list(rows)))
 
     def upsert(
         self, model: type, row: dict[str, Any], keys: Iterable[str],
