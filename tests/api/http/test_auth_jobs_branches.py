@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from strata.api.cli.commands import serve as _serve_command  # noqa: F401 (adds `serve`)
 from strata.api.cli.main import app as cli
 from strata.api.http.app import create_app
 from strata.api.http.settings import HttpSettings
