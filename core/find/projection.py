@@ -95,19 +95,22 @@ class FindProjection(Projection):
             digest, position, layer, operation[:80], asset.media_type, _actor(event),
             event.recorded_at, *((hashed.signed, *hashed.chunks) if hashed else NO_HASH),
         ), keys=("digest",))
+        texts, params = [], []
         for name, value in flatten(recipe):
-            kind = PROMPT_KEYS.get(name.rsplit(".", 1)[-1])
+            kind = PROMPT_KEYS.get(name.rpartition(".")[2])
             if kind is not None:
                 if isinstance(value, str) and value.strip():
-                    batch.insert_or_ignore_values(
-                        FindTextRow, TEXT_COLUMNS, (digest, position, name[:200], kind, value),
-                        keys=("digest", "position", "key"))
+                    texts.append((digest, position, name[:200], kind, value))
                 continue
             row = typed(value)
             if row is not None:
-                batch.insert_or_ignore_values(
-                    FindParamRow, PARAM_COLUMNS, (digest, name[:200], position, *row),
-                    keys=("digest", "name", "position"))
+                params.append((digest, name[:200], position, *row))
+        if texts:
+            batch.insert_or_ignore_many(FindTextRow, TEXT_COLUMNS, texts,
+                                        keys=("digest", "position", "key"))
+        if params:
+            batch.insert_or_ignore_many(FindParamRow, PARAM_COLUMNS, params,
+                                        keys=("digest", "name", "position"))
 
 
 ASSET_COLUMNS = ("digest", "position", "layer", "operation", "media_type", "actor", "made",
@@ -133,10 +136,15 @@ def flatten(recipe: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any
 def typed(value: Any) -> tuple[float | None, str | None] | None:
     """A parameter's row values: a number (booleans as 0/1; integers with their digits as
     text), or its text lower-cased."""
+    kind = type(value)  # the exact JSON types first: most values are one of them
+    if kind is str:
+        return None, value.lower()[:MAX_TEXT_VALUE]
+    if kind is int:
+        # Kept as text too: a double cannot tell integers past 2**53 (large seeds) apart.
+        return float(value), str(value)
     if isinstance(value, bool):
         return float(value), None
     if isinstance(value, int):
-        # Kept as text too: a double cannot tell integers past 2**53 (large seeds) apart.
         return float(value), str(value)
     if isinstance(value, float):
         return (value, None) if math.isfinite(value) else None
