@@ -108,6 +108,7 @@ def iterate(strata: Strata, asset_ref: str, settings: list[str], seed: SeedMode 
     model), with every difference from what the file said listed in the request's
     changes: the model, LoRAs and later passes left out, a sampler translated.
     """
+    from strata.core import layers
     from strata.core.decisions import branches
     from strata.core.runtime import jobs
 
@@ -133,6 +134,7 @@ def iterate(strata: Strata, asset_ref: str, settings: list[str], seed: SeedMode 
         request = type(original).model_validate(data)
     except ValidationError as error:
         raise InvalidInput(f"the adjusted request is invalid: {explain(error)}") from error
+    layers.check(strata, request)  # what the layer's own command would refuse (a size…)
     return jobs.request(strata, request, causation_id=causation)
 
 
