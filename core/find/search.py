@@ -83,13 +83,13 @@ MAX_SIMILAR = 20_000
 MAX_LIMIT = 1000
 # The total is counted exactly up to here (or to the end of the page asked for, if further).
 TOTAL_CAP = 1000
-# A driving term's rows are counted up to here (a fifth of it but for the full-text
+# A driving term's rows are counted up to here (half of it but for the full-text
 # index, whose lists count far more cheaply) to choose the one that lists fewest; a list
 # shorter than that is short: read whole once, it checks assets in memory. Another short
 # list is intersected with the fewest if it is at most INTERSECT_RATIO times as long as
 # what is left, until at most FEW_LEFT digests are left; those travel back as one IN list
 # and are checked against the other terms one by one.
-ESTIMATE_CAP = 25_000
+ESTIMATE_CAP = 10_000
 INTERSECT_RATIO = 2
 FEW_LEFT = 200
 # Layers whose prompts made a picture from nothing (an import carries another tool's).
@@ -183,7 +183,7 @@ class _Driver:
     rows: Select  # the digests (repeated when several index rows hold for one asset)
     estimate: Select  # rows as many as those, or more, cheaper to count
     indexed: bool  # rows from the find indexes: each names an asset of find_assets
-    cap: int = ESTIMATE_CAP // 5  # counted up to here (a full-text list counts cheaply)
+    cap: int = ESTIMATE_CAP // 2  # counted up to here (a full-text list counts cheaply)
 
 
 @dataclass(frozen=True)
