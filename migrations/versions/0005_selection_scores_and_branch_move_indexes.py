@@ -8,7 +8,6 @@ Create Date: 2026-12-01
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = "0005"
@@ -20,9 +19,9 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "selection_scores",
-        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
+        sa.Column("digest", sa.String(length=71), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.Column("stream", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("stream", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("digest", "position"),
     )
     with op.batch_alter_table("branch_moves") as batch_op:

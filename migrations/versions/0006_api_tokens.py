@@ -8,7 +8,6 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = "0006"
@@ -22,10 +21,10 @@ def upgrade() -> None:
     # cannot be removed, and a revoked secret's hash has no business in the log).
     op.create_table(
         "api_tokens",
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("token_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("scopes", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("created_at", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("token_hash", sa.String(length=64), nullable=False),
+        sa.Column("scopes", sa.String(length=100), nullable=False),
+        sa.Column("created_at", sa.String(length=40), nullable=False),
         sa.PrimaryKeyConstraint("name"),
         sa.UniqueConstraint("token_hash"),
     )

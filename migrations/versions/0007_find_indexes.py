@@ -8,7 +8,6 @@ Create Date: 2026-12-02
 from __future__ import annotations
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
 
 revision = "0007"
@@ -39,13 +38,13 @@ POSTGRES_FTS = (
 def upgrade() -> None:
     op.create_table(
         "find_assets",
-        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
+        sa.Column("digest", sa.String(length=71), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.Column("layer", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-        sa.Column("operation", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
-        sa.Column("media_type", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
-        sa.Column("actor", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
-        sa.Column("made", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("layer", sa.String(length=40), nullable=False),
+        sa.Column("operation", sa.String(length=80), nullable=False),
+        sa.Column("media_type", sa.String(length=100), nullable=False),
+        sa.Column("actor", sa.String(length=200), nullable=True),
+        sa.Column("made", sa.String(length=40), nullable=False),
         sa.Column("phash", sa.BigInteger(), nullable=True),
         sa.Column("ph0", sa.Integer(), nullable=True),
         sa.Column("ph1", sa.Integer(), nullable=True),
@@ -61,11 +60,11 @@ def upgrade() -> None:
         op.create_index(f"ix_find_assets_ph{i}", "find_assets", [f"ph{i}", "phash"])
     op.create_table(
         "find_params",
-        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
+        sa.Column("digest", sa.String(length=71), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("num", sa.Float(), nullable=True),
-        sa.Column("txt", sqlmodel.sql.sqltypes.AutoString(length=500), nullable=True),
+        sa.Column("txt", sa.String(length=500), nullable=True),
         sa.PrimaryKeyConstraint("digest", "name", "position"),
     )
     op.create_index("ix_find_params_num", "find_params", ["name", "num", "digest"])
@@ -74,10 +73,10 @@ def upgrade() -> None:
     op.create_index("ix_find_params_asset", "find_params", ["digest", "name", "num", "txt"])
     op.create_table(
         "find_texts",
-        sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=71), nullable=False),
+        sa.Column("digest", sa.String(length=71), nullable=False),
         sa.Column("position", sa.BigInteger(), nullable=False),
-        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
-        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
         sa.Column("text", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("digest", "position", "key"),
     )
