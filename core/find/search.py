@@ -580,17 +580,19 @@ def _exists(*conditions: ColumnElement[bool]) -> ColumnElement[bool]:
 
 
 def _cost(node: Node) -> int:
-    """How dear a term is to check for one asset, roughly: its own columns, a parameter
-    (one index entry), a small set, prompt words (a full-text list), anything nested."""
+    """The order terms are checked in for one asset: its own columns (no lookup), then
+    prompt words (one index entry, against a list read once; a word or phrase usually
+    holds for few assets), a parameter (one or two index entries; common values are
+    common), a small set, anything nested."""
     if not isinstance(node, Term):
         return 4
-    if node.field in (None, "prompt", "negative"):
-        return 3
-    if node.field in _SET_FIELDS or node.field == "like":
-        return 2
     if node.field in ("layer", "op", "actor", "media", "made"):
         return 0
-    return 1
+    if node.field in (None, "prompt", "negative"):
+        return 1
+    if node.field in _SET_FIELDS or node.field == "like":
+        return 3
+    return 2
 
 
 def _words(term: Term) -> tuple[str, bool]:
