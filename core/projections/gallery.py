@@ -9,8 +9,6 @@ the count, and one each for the page's operations and branch heads.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,7 +33,6 @@ from strata.core.storage.schema import (
 if TYPE_CHECKING:
     from strata.core.service import Strata
 
-SEARCH_PAGE = 500
 GraphDirection = Literal["ancestors", "descendants", "graph"]
 
 
@@ -49,25 +46,48 @@ class AssetFilter:
     query: str | None = None  # a find query (docs/find.md)
 
 
-def list_assets(strata: Strata, where: AssetFilter, limit: int,
-                offset: int) -> tuple[list[dict[str, Any]], int]:
-    """A page of gallery cards and the number of every match."""
-    digests = _search(strata, where.query) if where.query else None
+@dataclass(frozen=True)
+class AssetPage:
+    rows: list[dict[str, Any]]
+    total: int  # every match, or a lower bound when `total_exact` is False (a search)
+    total_exact: bool = True
+
+
+def list_assets(strata: Strata, where: AssetFilter, limit: int, offset: int) -> AssetPage:
+    """A page of gallery cards, newest first, and how many match.
+
+    With a find query the whole filter becomes one find query (every gallery filter is a
+    find term), so find pages it from its indexes and counts as it does (exact up to
+    1,000, then a lower bound); otherwise one SQL query over the projections does."""
+    if where.query is None:
+        with strata.view() as conn:
+            rows, total = _page(conn, where, None, limit, offset)
+        return AssetPage(rows, total)
+    from strata.core.find import search
+    from strata.core.find.query import parse
+
+    parse(where.query)  # a refusal points into the user's own query, not the composed one
+    found = search(strata, _as_find_query(where), limit=limit, offset=offset)
     with strata.view() as conn:
-        return _page(conn, where, digests, limit, offset)
+        rows, _ = _page(conn, AssetFilter(), frozenset(r.digest for r in found.rows),
+                        limit, 0)
+    return AssetPage(rows, found.total, found.total_exact)
 
 
-def _search(strata: Strata, query: str) -> frozenset[str]:
-    """Every digest a find query (`strata.core.find`) matches."""
-    if importlib.util.find_spec("strata.core.find") is None:
-        raise InvalidInput("search is not available yet (q needs strata.core.find)")
-    find = importlib.import_module("strata.core.find")
-    found: set[str] = set()
-    while True:  # every match, a page at a time: the other filters apply to all of them
-        page = find.search(strata, query, limit=SEARCH_PAGE, offset=len(found))
-        found.update(row.digest for row in page.rows)
-        if not page.rows or len(found) >= page.total:
-            return frozenset(found)
+def _as_find_query(where: AssetFilter) -> str:
+    """The gallery's filters as find terms (docs/find.md) beside the user's query."""
+    terms = [f"({where.query})"]
+    for name, value in (("layer", where.layer), ("branch", where.branch),
+                        ("media", where.media)):
+        if value is not None:
+            if '"' in value:
+                raise InvalidInput(f"the {name} filter cannot hold a double quote")
+            terms.append(f'{name}:"{value}"')
+    if where.rating_min is not None:
+        terms.append(f"rating>={where.rating_min}")
+    if where.final is not None:
+        terms.append("final" if where.final else "-final")
+    return " ".join(terms)
 
 
 def _page(conn: Connection, where: AssetFilter, digests: frozenset[str] | None, limit: int,

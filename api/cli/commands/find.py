@@ -43,6 +43,6 @@ def find(
           *((r.distance,) if with_distance else ())) for r in found.rows])
     if found.total == 0:
         err_console.print("no matches")
-    elif len(found.rows) < found.total:
+    elif len(found.rows) < found.total or not found.total_exact:
         err_console.print(f"matches {found.offset + 1} to {found.offset + len(found.rows)} "
-                          f"of {found.total} (--offset and --limit show others)")
+                          f"of {found.total_text} (--offset and --limit show others)")

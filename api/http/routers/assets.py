@@ -57,7 +57,8 @@ class AssetCard(BaseModel):
 
 class AssetPage(BaseModel):
     assets: list[AssetCard]
-    total: int
+    total: int  # a lower bound when total_exact is false (a search past 1,000 matches)
+    total_exact: bool
 
 
 class Stored(BaseModel):
@@ -106,10 +107,11 @@ def list_assets(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> dict[str, Any]:
-    """Assets, newest first, with what a gallery card shows; `total` counts every match."""
+    """Assets, newest first, with what a gallery card shows; `total` counts every match
+    (with `q`, exactly up to 1,000 and then as a lower bound: `total_exact` says which)."""
     where = gallery.AssetFilter(layer, branch, rating_min, final, media, q)
-    rows, total = gallery.list_assets(strata, where, limit, offset)
-    return {"assets": rows, "total": total}
+    page = gallery.list_assets(strata, where, limit, offset)
+    return {"assets": page.rows, "total": page.total, "total_exact": page.total_exact}
 
 
 @router.post("", status_code=201, response_model=Stored,

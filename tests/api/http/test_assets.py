@@ -98,6 +98,25 @@ def test_list_filters_and_metadata(client: TestClient, strata: Strata) -> None:
     page = client.get("/assets?limit=2&offset=1").json()
     assert [x["digest"] for x in page["assets"]] == [c, b] and page["total"] == 4
 
+    # A find query: the gallery's filters become find terms beside it, paged by find.
+    def searched(query: str) -> list[str]:
+        found = client.get(f"/assets?{query}")
+        assert found.status_code == 200, found.text
+        assert found.json()["total_exact"] is True
+        return [x["digest"] for x in found.json()["assets"]]
+
+    assert searched("q=media:image") == [d, c, b, a]
+    assert searched("q=media:image&final=true") == [c]
+    assert searched("q=media:image&final=false&limit=1&offset=1") == [b]
+    assert searched("q=layer:import&rating_min=4") == [b]
+    assert searched(f"q=from:{a[7:19]}&branch=look") == [d]
+    head = strata.ledger.head_position()
+    refused = client.get("/assets", params={"q": "media:image (", "final": "true"})
+    assert refused.status_code == 422
+    assert "media:image (" in refused.json()["detail"]  # the user's query, not a composed one
+    assert "final" not in refused.json()["detail"].split("\n")[1]
+    assert strata.ledger.head_position() == head
+
     shown = client.get(f"/assets/{d[7:19]}").json()
     assert shown["asset"]["digest"] == d
     assert [p["input_digest"] for p in shown["parents"]] == [a]
