@@ -57,14 +57,16 @@ def train_shapes(
     = Path("shapes-model"),
     minutes: Annotated[float, typer.Option(
         help="the training budget, as minutes on two idle CPU cores (a fixed number of "
-             "steps: the same minutes and seed give the same weights)")] = 20.0,
+             "steps: the same minutes and seed give the same weights)")] = 14.0,
     seed: Annotated[int, typer.Option(help="seed of the data and the weights")] = 0,
+    threads: Annotated[int, typer.Option(
+        min=1, help="CPU threads (the weights depend on it: keep it to reproduce them)")] = 2,
 ) -> None:
     """Train the shapes model on this CPU (nothing is downloaded) and write a diffusers
     folder; register it with `strata model add NAME FOLDER`."""
     from strata.core.models.shapes.train import train_shapes as train
 
-    report = train(out, minutes=minutes, seed=seed, say=console.print)
+    report = train(out, minutes=minutes, seed=seed, threads=threads, say=console.print)
     console.print(f"shapes model written to [bold]{report.folder}[/] in "
                   f"{report.seconds / 60:.1f} min; register it with "
                   f"`strata model add NAME {report.folder}`")

@@ -46,6 +46,9 @@ POSITIONS: dict[str, tuple[int, int]] = {
 # Radius ranges in pixels; a large shape still fits inside its quadrant.
 SIZES: dict[str, tuple[int, int]] = {"small": (7, 10), "large": (12, 15)}
 JITTER = 3  # pixels a shape's centre may move from its position
+# How often a training prompt leaves a part out (then chance decides it): a short prompt
+# such as "a yellow star", which inpainting uses, must mean something too.
+LEFT_OUT: dict[str, float] = {"size": 0.5, "background": 0.25, "position": 0.25}
 # Every word the prompts use; the tokenizer gives each one a token of its own.
 WORDS: tuple[str, ...] = (
     "a", "an", "on", "background", "center", "top", "bottom", "left", "right",
@@ -90,11 +93,11 @@ def random_scene(rng: random.Random) -> Scene:
 
 
 def training_prompt(scene: Scene, rng: random.Random) -> str:
-    """A prompt for `scene` as training shows it: sometimes without the size, the
-    background or the position, so that shorter prompts mean something too, and "center"
-    as often as "centre"."""
-    text = scene.prompt(with_size=rng.random() < 0.5, with_background=rng.random() < 0.85,
-                        with_position=rng.random() < 0.85)
+    """A prompt for `scene` as training shows it: parts left out as often as LEFT_OUT
+    says, and "center" as often as "centre"."""
+    text = scene.prompt(with_size=rng.random() >= LEFT_OUT["size"],
+                        with_background=rng.random() >= LEFT_OUT["background"],
+                        with_position=rng.random() >= LEFT_OUT["position"])
     if rng.random() < 0.5:
         text = text.replace("centre", "center")
     return text
