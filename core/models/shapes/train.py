@@ -228,7 +228,7 @@ def _components(tokenizer: CLIPTokenizer,
     torch.manual_seed(seed)
     # Four blocks downsample by 8: 64 px pictures, 8x8x4 latents, as Stable Diffusion's
     # 512 px and 64x64x4; the UNet's cost, which dominates training, grows with the latent.
-    vae = AutoencoderKL(
+    vae: Vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, sample_size=world.SIZE,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
         block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=NORM_GROUPS,
@@ -240,7 +240,7 @@ def _components(tokenizer: CLIPTokenizer,
         vae.quant_conv.weight[LATENT_CHANNELS:] = 0
         vae.quant_conv.bias[LATENT_CHANNELS:] = INITIAL_LOG_VARIANCE
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
+    unet: UNet = UNet2DConditionModel(
         sample_size=world.SIZE // 8, in_channels=4, out_channels=4,
         block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=8,
         # Cross-attention at both resolutions: colour at 8x8, place and shape at 4x4.
