@@ -1,4 +1,4 @@
-"""`strata demo`: one real piece of work on the tiny model through all seven layers.
+"""`strata demo`: one real piece of work on the shapes model through all seven layers.
 
 Generate a batch → auto-select → pick and rate → iterate twice on a branch → roll back
 the second iteration → inpaint a region of the head → composite it with the runner-up →
@@ -22,13 +22,17 @@ from strata.core.layers.generation import build_request
 from strata.core.layers.selection import SelectionRequested
 from strata.core.ledger.event_types import JobRequest
 from strata.core.models import registry as models
+from strata.core.models.shapes import NAME as SHAPES
 from strata.core.projections import views
 from strata.core.runtime import jobs
 from strata.core.runtime.executor import Progress
 from strata.core.runtime.worker import Worker
 from strata.core.service import Strata
 
-PROMPT = "a lighthouse on a cliff at dusk, oil painting"
+# The shapes model (core/models/shapes) draws what these say.
+PROMPT = "a large yellow star on a blue background, centre"
+ITERATED = "a large yellow star on a purple background, centre"
+INPAINTED = "a small white circle"
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,10 @@ def _free_branch_name(strata: Strata) -> str:
 def run_demo(strata: Strata, say: Callable[[str], None],
              on_progress: Progress | None = None) -> DemoResult:
     with strata.view() as conn:
-        if not models.all_models(conn):
-            say("writing the tiny model (nothing is downloaded)")
-            models.write_tiny(strata)
+        registered = {row.name for row in models.all_models(conn)}
+    if SHAPES not in registered:
+        say("installing the bundled shapes model (nothing is downloaded)")
+        models.install_shapes(strata)
     worker = Worker(strata, build_executors(), on_progress=on_progress)
 
     def run(job_id: str) -> dict:
@@ -65,8 +70,8 @@ def run_demo(strata: Strata, say: Callable[[str], None],
     branches.checkout(strata, name)
     say(f"branch {name} created and checked out")
 
-    request = build_request(strata, PROMPT, model=models.DEFAULT_MODEL, n=6, seed=42,
-                            steps=8, branch=name)
+    request = build_request(strata, PROMPT, model=SHAPES, n=6, seed=42, steps=8,
+                            branch=name)
     jobs.request(strata, request)
     batch = run(request.job_id)["outputs"]
     say(f"generated {len(batch)} candidates (seeds 42 to 47)")
@@ -83,14 +88,14 @@ def run_demo(strata: Strata, say: Callable[[str], None],
     for dropped in (d for d in batch if d not in chosen):
         curation.reject(strata, dropped, note="below the auto-selection cut")
 
-    first = iterate(strata, best, ["steps=12", "prompt+=, golden hour"], branch=name)
+    first = iterate(strata, best, ["steps=20", f"prompt={ITERATED}"], branch=name)
     improved = run(first.data["job_id"])["outputs"][0]
-    say("iteration 1: steps 8 → 12, prompt + ', golden hour'")
+    say("iteration 1: steps 8 → 20, a purple background")
     second = iterate(strata, improved, ["cfg=11"], branch=name)
     run(second.data["job_id"])
     say("iteration 2: cfg 7.5 → 11")
 
-    branches.rollback(strata, name, "~1", reason="cfg 11 oversaturates; back to iteration 1")
+    branches.rollback(strata, name, "~1", reason="cfg 11 adds nothing; back to iteration 1")
     say(f"rolled {name} back one head (nothing removed)")
     with strata.view() as conn:
         head = views.branch(conn, name)["head"]  # type: ignore[index]
@@ -102,9 +107,9 @@ def run_demo(strata: Strata, say: Callable[[str], None],
         return output
 
     inpainted = output_of(editing.build_request(
-        strata, "inpaint", head, box=(16, 16, 32, 24), prompt="a beam of warm light",
-        steps=4, seed=7, branch=name))
-    say("inpainted a 32x24 region (pixels outside the mask untouched)")
+        strata, "inpaint", head, box=(16, 16, 32, 24), prompt=INPAINTED, model=SHAPES,
+        steps=20, seed=7, branch=name))
+    say("inpainted a white circle into a 32x24 region (pixels outside the mask untouched)")
     composed = output_of(compositing.build_request(
         strata, [inpainted, f"{chosen[1]}:32,32,0.5,0.8,screen"], branch=name))
     say("composited the runner-up over it (half size, screen, 80% opacity)")
@@ -119,7 +124,7 @@ def run_demo(strata: Strata, say: Callable[[str], None],
     # The tracks are material for the video, not steps of the branch's main line.
     tracks = [output_of(sound.build_synth(strata, "pad", 2.0, seed=3))]
     if shutil.which(sound.ESPEAK):
-        tracks.append(output_of(sound.build_voice(strata, "A lighthouse at dusk.")))
+        tracks.append(output_of(sound.build_voice(strata, "A yellow star.")))
         say("sound: a synthesized pad and a spoken line")
     else:
         say("sound: a synthesized pad (espeak-ng is not installed: no spoken line)")
@@ -127,7 +132,7 @@ def run_demo(strata: Strata, say: Callable[[str], None],
                                       fade_out=[0.5], gain_db=[-6.0], branch=name))
     say("mixed the sound under the video (AAC)")
 
-    curation.review(strata, final, "approve", note="golden-hour version approved")
+    curation.review(strata, final, "approve", note="purple-background version approved")
     curation.mark_final(strata, final, note="demo final")
     say("reviewed, approved and marked final")
     return DemoResult(branch=name, final=final, generation_job=request.job_id, chosen=chosen)

@@ -16,7 +16,8 @@ from strata.core.store import Store
 @app.command()
 def init(
     tiny: Annotated[bool, typer.Option(
-        "--tiny/--no-tiny", help="write and register the bundled tiny model (default: yes)",
+        "--tiny/--no-tiny", help="write and register the bundled models: tiny (random "
+        "weights, the fastest) and shapes (trained on a world of flat shapes) (default: yes)",
     )] = True,
 ) -> None:
     """Create the store (or upgrade its schema) in STRATA_HOME / STRATA_DATABASE_URL."""
@@ -28,9 +29,12 @@ def init(
     if tiny:
         from strata.core.models import registry as models
 
-        with console.status("writing the tiny model…"):
-            event = models.write_tiny(Strata(store))
-        console.print(f"model [bold]{event.data['name']}[/] registered: {event.data['digest']}")
+        with console.status("writing the bundled models…"):
+            strata = Strata(store)
+            events = [models.write_tiny(strata), models.install_shapes(strata)]
+        for event in events:
+            console.print(f"model [bold]{event.data['name']}[/] registered: "
+                          f"{event.data['digest']}")
 
 
 @app.command()
