@@ -13,8 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer.core
-import typer.main
 
 from strata.api.cli import main as cli
 from strata.core.service import Strata
@@ -43,18 +41,29 @@ def _run(args: list[str], env: dict[str, str]) -> tuple[int, set[str], str]:
     return report["code"], set(report["modules"]), result.stdout + result.stderr
 
 
+# The app as importing every command module builds it, in a fresh interpreter: in this
+# process other tests may have imported command modules in another order already.
+BUILT = """
+import json
+import typer.core, typer.main
+from strata.api.cli import main as cli
+cli._load_everything()
+built = typer.main.get_command(cli.app)
+print("BUILT " + json.dumps([[name, isinstance(built.commands[name], typer.core.TyperGroup),
+                              built.commands[name].help]
+                             for name in built.list_commands(None)]))
+"""
+
+
 def test_the_command_index_is_what_typer_builds_from_every_module() -> None:
     """`strata --help` lists commands from the modules' source text: the same names, in
     the same order, with the same help as the app built by importing them all."""
-    index = cli.command_index()
-    cli._load_everything()
-    built = typer.main.get_command(cli.app)
-    assert isinstance(built, typer.core.TyperGroup)
-    assert list(index) == built.list_commands(None)  # type: ignore[arg-type]
-    for name, entry in index.items():
-        command = built.commands[name]
-        assert (entry.group, entry.help) == (isinstance(command, typer.core.TyperGroup),
-                                             command.help), name
+    result = subprocess.run([sys.executable, "-c", BUILT], capture_output=True, text=True,
+                            timeout=120, check=True)
+    (line,) = [ln for ln in result.stdout.splitlines() if ln.startswith("BUILT ")]
+    built = json.loads(line.removeprefix("BUILT "))
+    assert [[name, entry.group, entry.help] for name, entry in cli.command_index().items()] \
+        == built
 
 
 def test_the_head_read_from_the_version_files_is_alembics() -> None:
