@@ -32,7 +32,7 @@ class ModelFolderNotEmpty(ModelError, ValueError):
 
     def __init__(self, folder: Path) -> None:
         super().__init__(
-            f"refusing to write the tiny pipeline into {folder}: the folder exists and is "
+            f"refusing to write a model into {folder}: the folder exists and is "
             "not empty; choose a new folder or remove this one first"
         )
         self.folder = folder
