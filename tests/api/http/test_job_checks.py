@@ -4,27 +4,16 @@ models of the wrong kind answer 404 or 422, and nothing is appended."""
 
 from __future__ import annotations
 
-import io
-import wave
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from strata.core.service import Strata
+from tests.core.storage.samples import wav_bytes
 from tests.helpers import png_bytes
 
 MISSING = "sha256:" + "0" * 64
-
-
-def _wav() -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes(b"\x10\x00" * 800)
-    return buffer.getvalue()
 
 
 def _upload(client: TestClient, data: bytes, media_type: str) -> str:
@@ -68,7 +57,7 @@ def _filled(value: Any, assets: dict[str, str]) -> Any:
 def assets(client: TestClient, tiny: Strata) -> dict[str, str]:
     return {"image": _upload(client, png_bytes(1), "image/png"),
             "small": _upload(client, png_bytes(2, (16, 16)), "image/png"),
-            "audio": _upload(client, _wav(), "audio/wav")}
+            "audio": _upload(client, wav_bytes(), "audio/wav")}
 
 
 @pytest.mark.parametrize("layer", sorted(REFUSED))
