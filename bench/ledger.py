@@ -45,13 +45,12 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 
 from strata.core.config import Settings
 from strata.core.ledger.canonical import canonical_json
@@ -71,7 +70,7 @@ from strata.core.ledger.events import GENESIS_HASH, NewEvent, RecordedEvent
 from strata.core.ledger.log import chain_hash
 from strata.core.lookup import AssetFound, lookup
 from strata.core.projections import lineage
-from strata.core.service import Strata
+from strata.core.service import ReplayingStrata, Strata
 from strata.core.storage.media import SNIFF_BYTES, inspect
 from strata.core.store import Store
 
@@ -896,19 +895,6 @@ def time_travel_store(cache: Path, events: int) -> tuple[Store, str]:
     return store, shape.final
 
 
-class Replaying(Strata):
-    """Every as-of read answered by replaying the log: time travel as it was."""
-
-    @contextmanager
-    def view(self, as_of: int | None = None) -> Iterator[Connection]:
-        if as_of is None:
-            with super().view() as conn:
-                yield conn
-            return
-        with self._replayed_view(as_of) as conn:
-            yield conn
-
-
 def show_as_of(strata: Strata, digest: str, position: int) -> None:
     """What `strata show PREFIX --as-of N` does before printing."""
     found = lookup(strata, digest[7:19], position)
@@ -955,7 +941,7 @@ def bench_time_travel(cache: Path, events: int, reps: int, replay_at: int) -> li
 
     # The baseline: the full replay, at a position small enough to wait for; and the
     # as-of views at that same position.
-    replaying = Replaying(store)
+    replaying = ReplayingStrata(store)
     with store.engine.connect() as conn:
         early = list(conn.scalars(text(
             "SELECT digest FROM assets WHERE created_position <= :n ORDER BY digest "

@@ -348,3 +348,19 @@ class Strata:
 
     def rebuild(self) -> int:
         return self.store.projections.rebuild()
+
+
+class ReplayingStrata(Strata):
+    """The same service answering every as-of read by replaying the log, as time travel
+    did before the as-of views: the reference the tests compare them with and the
+    baseline the time-travel benchmark measures them against."""
+
+    @contextmanager
+    def view(self, as_of: int | None = None) -> Iterator[Connection]:
+        if as_of is None:
+            with super().view() as conn:
+                yield conn
+            return
+        self.require_position(as_of)
+        with self._replayed_view(as_of) as conn:
+            yield conn

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -38,7 +36,7 @@ from strata.core.projections import asof, lineage, views
 from strata.core.projections.base import table
 from strata.core.provenance.ancestry import provenance
 from strata.core.runtime import jobs
-from strata.core.service import Strata, asset_stream
+from strata.core.service import ReplayingStrata, Strata, asset_stream
 from strata.core.storage import migrate
 from strata.core.storage.schema import AssetRow, JobRow
 from tests.core.projections.test_projections import (
@@ -55,20 +53,6 @@ from tests.core.projections.test_projections import (
 from tests.helpers import png_bytes
 
 PROMPTS = ("a lighthouse at dusk", "a red fox in snow", "harbour fog, oil painting")
-
-
-class Replaying(Strata):
-    """The same service, answering every as-of read by replaying the log (the reference)."""
-
-    @contextmanager
-    def view(self, as_of: int | None = None) -> Iterator[Connection]:
-        if as_of is None:
-            with super().view() as conn:
-                yield conn
-            return
-        self.require_position(as_of)
-        with self._replayed_view(as_of) as conn:
-            yield conn
 
 
 def build_history(strata: Strata, seed: int, steps: int) -> None:
@@ -207,7 +191,7 @@ def positions(strata: Strata, rng: random.Random, count: int) -> list[int]:
 
 def test_as_of_answers_equal_the_full_replay_at_random_positions(strata: Strata) -> None:
     build_history(strata, seed=7, steps=90)
-    reference = Replaying(strata.store)
+    reference = ReplayingStrata(strata.store)
     rng = random.Random(11)
     for position in positions(strata, rng, 10):
         seed = rng.randrange(2**32)
@@ -239,7 +223,7 @@ def test_as_of_reads_leave_no_trace_on_the_pooled_connections(strata: Strata) ->
 def test_time_travel_replays_nothing(strata: Strata, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bounded work: no private database is built and no event is re-applied."""
     build_history(strata, seed=3, steps=15)
-    expected = reads(Replaying(strata.store), 20, random.Random(1))
+    expected = reads(ReplayingStrata(strata.store), 20, random.Random(1))
 
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("time travel replayed the log")
@@ -278,7 +262,7 @@ def test_a_store_upgraded_to_the_history_tables_travels_in_time_correctly(
     with engine.connect() as conn:
         assert "jobs_history" not in _tables(conn)
     migrate.upgrade(engine)
-    reference = Replaying(strata.store)
+    reference = ReplayingStrata(strata.store)
     rng = random.Random(2)
     for position in positions(strata, rng, 5):
         seed = rng.randrange(2**32)
