@@ -199,6 +199,8 @@ class Worker:
         from strata.core.runtime.jobs import FINISHED, get
 
         while True:
+            if self.interrupt_requested.is_set():
+                raise KeyboardInterrupt  # not a job to claim again
             head = self.waiter.head()  # before looking: what is appended after wakes us
             self.work_once(job_id)
             row = get(self.strata, job_id)
@@ -275,6 +277,8 @@ class Worker:
             result = executor.run(ctx)
         except JobInterrupted:
             self.drop_lease(ctx.job_id)
+            if self.interrupt_requested.is_set():
+                raise KeyboardInterrupt from None  # the Ctrl-C a library swallowed
             return None
         except KeyboardInterrupt:
             # Ctrl-C on `--wait`: hand the job back at once rather than after the lease.
@@ -445,10 +449,16 @@ def _handling_signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
 def _noting_interrupts(worker: Worker) -> Iterator[None]:
     """Ctrl-C (or SIGTERM) raises KeyboardInterrupt, and the worker is told it came, even
     when a library catches the interrupt and raises something else (the cause chain is
-    then lost)."""
+    then lost) or nothing at all: the running job is flagged too, so it stops at its next
+    step whatever became of the exception."""
 
     def on_interrupt(signum: int, frame: Any) -> None:
         worker.interrupt_requested.set()
+        running = worker.running
+        if running is not None:
+            # Only other threads ever hold this event's lock (the heartbeat sets it), so
+            # setting it here cannot wait on the thread the handler interrupted.
+            running.interrupted.set()
         raise KeyboardInterrupt
 
     with _handling_signals(on_interrupt):

@@ -22,6 +22,7 @@ What is proved:
 
 from __future__ import annotations
 
+import os
 import queue
 import shutil
 import signal
@@ -38,10 +39,12 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import func, select, text
 
+from strata.core import layers
 from strata.core.config import Settings
 from strata.core.decisions import branches
 from strata.core.errors import (
     BranchNotFound,
+    Interrupted,
     InvalidInput,
     JobError,
     ModelError,
@@ -59,7 +62,7 @@ from strata.core.provenance.verify import verify
 from strata.core.runtime import jobs
 from strata.core.runtime.executor import Executor, JobContext
 from strata.core.runtime.jobs import FINISHED
-from strata.core.runtime.worker import Worker
+from strata.core.runtime.worker import Worker, run_here
 from strata.core.service import Strata
 from strata.core.storage.schema import AssetRow
 from tests.conftest import settings_env
@@ -867,6 +870,42 @@ def test_a_ctrl_c_a_library_wrapped_is_still_an_interrupt_not_a_failure(
     assert types(job_events(strata, job_id)) == ["generation.requested", "job.started"]
     assert lease_rows(strata) == []  # handed back at once
     assert worker.claimable() != []
+
+
+class SwallowsTheInterrupt(Executor):
+    """A library that catches Ctrl-C and carries on as if nothing came (seen once in CI:
+    `generate --wait` went on for minutes after its SIGINT, printing nothing)."""
+
+    layer: ClassVar[str] = "generation"
+
+    def __init__(self) -> None:
+        self.steps_run = 0
+
+    def run(self, ctx: JobContext) -> JobCompleted:
+        for step in range(1, 201):
+            if step == 3:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(1.0)  # the handler runs here and raises
+                except BaseException:  # the library swallows it
+                    pass
+            self.steps_run = step
+            ctx.progress(step, 200)
+            time.sleep(0.005)
+        raise AssertionError("the job ran to its end after Ctrl-C")
+
+
+def test_a_ctrl_c_a_library_swallowed_stops_the_job_at_its_next_step(
+    strata: Strata, tiny: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job_id = request(strata)
+    executor = SwallowsTheInterrupt()
+    monkeypatch.setattr(layers, "build_executors", lambda names: {"generation": executor})
+    with pytest.raises(Interrupted, match="left unfinished and free to take"):
+        run_here(strata, job_id)
+    assert executor.steps_run == 3  # stopped at the step after the swallowed interrupt
+    assert types(job_events(strata, job_id)) == ["generation.requested", "job.started"]
+    assert lease_rows(strata) == []  # handed back at once, not claimed again
 
 
 class FailsOnItsOwn(Executor):
