@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import orjson
@@ -27,7 +28,43 @@ _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_RUN = b"0" * 19
 
 
+_SORTED = orjson.OPT_SORT_KEYS
+_I64_MIN, _U64_END = -(2**63), 2**64
+
+
+def _orjson_exact(value: Any) -> bool:
+    """Whether orjson writes `value` byte for byte as `_ENCODER` does: values that are
+    dicts, lists, strings, integers within 64 bits, booleans and None (orjson refuses a
+    key that is not a string itself). Floats are left to the standard encoder (orjson
+    writes 1e-05 as 0.00001 and NaN as null), and so is anything else (orjson writes a
+    datetime or a UUID that the standard encoder refuses). The walk is a loop, not a
+    recursion: a few times cheaper than the standard encoder's work it saves."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        elif kind is int:
+            if not _I64_MIN <= item < _U64_END:
+                return False
+        elif not (kind is str or item is None or kind is bool):
+            return False
+    return True
+
+
 def canonical_json(value: Any) -> str:
+    """`value` in canonical JSON: orjson where its bytes are exactly the standard
+    encoder's (several times faster on event data), the standard encoder otherwise."""
+    if type(value) is str:  # an id, a stream, a type, a time: what the encoder would call
+        return encode_basestring(value)  # type: ignore[no-any-return]
+    if _orjson_exact(value):
+        try:
+            return orjson.dumps(value, option=_SORTED).decode()
+        except TypeError:  # orjson.JSONEncodeError, or a TypeError while sorting keys
+            pass  # a key that is not a string, a lone surrogate: the standard encoder decides
     try:
         return _ENCODER.encode(value)
     except ValueError as exc:  # NaN / Infinity

@@ -1,6 +1,6 @@
 """The event log: atomic, optimistic-concurrency appends onto a hash chain, and reads.
 
-Appends are serialised by the database write lock (core.db.write_transaction), so the
+Appends are serialised by the database write lock (core.storage.db.write_transaction), so the
 global position is assigned as max + 1 inside the lock: gap-free and strictly increasing
 in commit order, which lets a reader that follows positions never miss an event.
 """
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, Row, Select, func, select
 from strata.core.errors import ConcurrencyError, DuplicateEvent, InvalidInput
 from strata.core.ledger.canonical import canonical_json, parse_json, sha256_hex
 from strata.core.ledger.events import GENESIS_HASH, NewEvent, RecordedEvent, registry
-from strata.core.storage.db import driver_sql, is_sqlite, write_transaction
+from strata.core.storage.db import KeptWriter, driver_sql, is_sqlite
 from strata.core.storage.schema import EventRow
 
 events_table = EventRow.__table__  # type: ignore[attr-defined]
@@ -65,7 +65,11 @@ def chain_hash(prev_hash: str, event: RecordedEvent) -> str:
 
 
 _CURRENT_VERSION_SQL = "SELECT coalesce(max(version), 0) FROM events WHERE stream = ?"
-_LAST_EVENT_SQL = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+# The chain's end and the first stream's version in one round trip (no row: an empty log).
+_LAST_EVENT_SQL = (
+    "SELECT position, hash, (SELECT coalesce(max(version), 0) FROM events WHERE stream = ?) "
+    "FROM events ORDER BY position DESC LIMIT 1"
+)
 _NOTIFY_SQL = "SELECT pg_notify('strata_events', %s)"  # channel: core.ledger.notify.CHANNEL
 _INSERT_SQL = (
     "INSERT INTO events (position, event_id, stream, version, type, schema_version, "
@@ -210,6 +214,7 @@ def _filtered(
 class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._writer = KeptWriter(engine)
 
     # --- writing ----------------------------------------------------------------------
 
@@ -258,23 +263,24 @@ class Ledger:
         if len(set(ids)) != len(ids):
             raise DuplicateEvent(f"the batch repeats an event id: {ids}")
 
-        with write_transaction(self.engine) as conn:
+        with self._writer.transaction() as conn:
             if idempotency_key is not None:
                 earlier = self._recorded_for_key(conn, idempotency_key, appends)
                 if earlier is not None:
                     return earlier
             # The hot path speaks to the driver directly: building SQLAlchemy statements
-            # costs several times more CPU than the three statements themselves.
+            # costs several times more CPU than the statements themselves.
             cursor = conn.connection.cursor()
-            cursor.execute(driver_sql(conn, _LAST_EVENT_SQL))
+            cursor.execute(driver_sql(conn, _LAST_EVENT_SQL), (appends[0].stream,))
             last = cursor.fetchone()
-            position, prev_hash = (last[0], last[1]) if last else (0, GENESIS_HASH)
+            position, prev_hash, current = last if last else (0, GENESIS_HASH, 0)
             recorded: list[RecordedEvent] = []
             rows: list[tuple] = []
             recorded_at = utc_now()  # one commit, one time
             for part in appends:
-                cursor.execute(driver_sql(conn, _CURRENT_VERSION_SQL), (part.stream,))
-                current = cursor.fetchone()[0]
+                if rows:  # the first stream's version came with the chain's end
+                    cursor.execute(driver_sql(conn, _CURRENT_VERSION_SQL), (part.stream,))
+                    current = cursor.fetchone()[0]
                 if part.expected_version not in (ANY_VERSION, current):
                     raise ConcurrencyError(part.stream, part.expected_version, current)
                 sealed, part_rows = _seal(part.events, part.stream, current, position,

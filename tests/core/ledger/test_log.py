@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 from strata.core.errors import ConcurrencyError, DuplicateEvent, InvalidInput, UnknownEventType
 from strata.core.ledger.canonical import canonical_json, sha256_hex
 from strata.core.ledger.event_types import AssetImported, AssetInfo, BranchCreated, SelectionRated
-from strata.core.ledger.events import GENESIS_HASH, NewEvent, UnknownPayload
+from strata.core.ledger.events import GENESIS_HASH, NewEvent, RecordedEvent, UnknownPayload
 from strata.core.ledger.log import ANY_VERSION, Ledger
 from strata.core.store import Store
 
@@ -225,3 +225,18 @@ def test_appends_to_several_streams_commit_together_or_not_at_all(store: Store) 
     assert count_events(store) == 5 and ledger.stream_version("job") == 2
     with pytest.raises(InvalidInput, match="names a stream twice"):
         ledger.append_together([StreamAppend("job", [rated(8)]), StreamAppend("job", [rated(9)])])
+
+
+def test_appends_share_one_kept_connection_that_closes_with_the_store(store: Store) -> None:
+    # SQLite appends run on a connection the ledger keeps (no pool checkout per append),
+    # and a `within` callback's own statements join the append's transaction.
+    def within(conn: Connection, recorded: list[RecordedEvent]) -> None:
+        assert conn.scalar(text("SELECT count(*) FROM events")) == recorded[-1].position
+
+    store.ledger.append("a", [rated(1)], within=within)
+    store.ledger.append("a", [rated(2)], expected_version=1, within=within)
+    kept = store.ledger._writer._conn
+    assert (kept is not None) == (store.engine.dialect.name == "sqlite")
+    store.close()
+    assert store.ledger._writer._conn is None
+    assert kept is None or kept.closed

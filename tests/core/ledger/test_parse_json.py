@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from strata.core.errors import InvalidInput
 from strata.core.ledger.canonical import canonical_json, parse_json
 
 # What canonical JSON can hold: no NaN or Infinity, integers of any size.
@@ -36,3 +38,24 @@ def test_integers_beyond_64_bits_stay_integers() -> None:
     parsed = parse_json(canonical_json(huge))
     assert parsed == huge
     assert all(type(value) is int for value in parsed.values())
+
+
+# The standard encoder's canonical form, which every hash in a log was computed over.
+STANDARD = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
+@given(json_values | st.recursive(
+    st.tuples(st.integers()) | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=6,
+))
+def test_canonical_json_writes_the_standard_encoders_bytes(value: Any) -> None:
+    # canonical_json takes orjson where it is exact: any other byte would change a hash.
+    assert canonical_json(value) == STANDARD.encode(value)
+
+
+def test_canonical_json_refuses_what_the_standard_encoder_refuses() -> None:
+    for value in ({"x": float("nan")}, {"x": [float("inf")]}, {"x": {1, 2}}, {1: 1, "a": 2}):
+        with pytest.raises(InvalidInput):
+            canonical_json(value)
