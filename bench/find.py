@@ -45,7 +45,7 @@ from pathlib import Path
 
 from ledger import Row, environment, fake_digest, log, open_store, percentile, print_report, verdict
 
-from strata.core.find import search
+from strata.core.find.search import search
 from strata.core.layers.generation import GenerationCompleted, GenerationRequested
 from strata.core.ledger.event_types import (
     AssetInfo,

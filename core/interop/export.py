@@ -37,13 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-from pydantic import Field
-
 from strata.core.config import strata_version
 from strata.core.errors import EventNotFound, InvalidInput
 from strata.core.interop.chunks import SIDECAR_FORMAT, SIDECAR_SUFFIX, STRATA_KEY, XMP_NAMESPACE
-from strata.core.ledger.event_types import DIGEST_PATTERN, Digest, short
-from strata.core.ledger.events import Payload, registry
+from strata.core.interop.events import AssetExported
+from strata.core.ledger.event_types import short
+from strata.core.ledger.events import registry
 from strata.core.projections import views
 from strata.core.provenance.ancestry import Provenance, provenance
 from strata.core.provenance.report import as_json
@@ -67,23 +66,6 @@ JPEG_QUALITY = 95
 # A1111's sampler names for the schedulers Strata runs.
 SAMPLERS = {"ddim": "DDIM", "euler": "Euler", "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M",
             "pndm": "PLMS", "lms": "LMS", "unipc": "UniPC"}
-
-
-@registry.register("asset.exported")
-class AssetExported(Payload):
-    """An asset written out of the store, with its provenance inside or beside it."""
-
-    digest: Digest = Field(pattern=DIGEST_PATTERN)
-    path: str
-    format: str  # png, jpeg, webp, or the media type of a file written as stored
-    exported_digest: Digest = Field(pattern=DIGEST_PATTERN)  # of the bytes written
-    size: int = Field(ge=0)
-    sidecar: str | None = None
-    c2pa: bool = False  # signed with Content Credentials (its bytes are in the blob store)
-
-    def summary(self) -> str:
-        signed = ", signed" if self.c2pa else ""
-        return f"{short(self.digest)} → {self.path} ({self.format}{signed})"
 
 
 @dataclass(frozen=True)
@@ -253,8 +235,8 @@ def _credentials(strata: Strata, found: Provenance, data: bytes, media_type: str
     The parent it opens from: the latest-made ancestor with a signed export; else, when
     nothing in the ancestry was generated, the imported original it began from.
     """
-    # Imported only to sign: cryptography would otherwise load with every command, since
-    # the layer registry imports this module for its event type.
+    # Imported only to sign: cryptography is slow to import, and an unsigned export (or a
+    # command that imports this module for its other names) does not need it.
     from strata.core.interop import c2pa_credentials
 
     ancestors = [a.digest for a in found.assets if a.digest != found.asset]

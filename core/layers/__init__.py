@@ -41,8 +41,10 @@ InvalidInput, NotFound or ModelError, and writes nothing."""
 ENTRY_POINT_GROUP = "strata.layers"
 PLUGINS_VARIABLE = "STRATA_PLUGINS"
 # Modules outside the layers that register event types of their own. Every process that
-# opens a store must decode their events, or its projections would stop before them.
-EVENT_MODULES = ("strata.core.provenance.reproduce", "strata.core.interop.export")
+# opens a store must decode their events, or its projections would stop before them; so
+# they hold only the payloads (the replay and the export that record them import the
+# runtime, the provenance code and Pillow's writers, which a read command does not need).
+EVENT_MODULES = ("strata.core.provenance.events", "strata.core.interop.events")
 
 
 @dataclass(frozen=True)

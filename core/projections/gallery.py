@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Connection, Select, Subquery, bindparam, func, or_, select
 
-from strata.core.errors import InvalidInput
+from strata.core.errors import AssetNotFound, InvalidInput
+from strata.core.lookup import WHOLE_DIGEST
 from strata.core.projections import lineage
 from strata.core.projections.base import table
 from strata.core.storage.schema import (
@@ -63,8 +64,8 @@ def list_assets(strata: Strata, where: AssetFilter, limit: int, offset: int) -> 
         with strata.view() as conn:
             rows, total = _page(conn, where, None, limit, offset)
         return AssetPage(rows, total)
-    from strata.core.find import search
     from strata.core.find.query import parse
+    from strata.core.find.search import search
 
     parse(where.query)  # a refusal points into the user's own query, not the composed one
     found = search(strata, _as_find_query(where), limit=limit, offset=offset)
@@ -172,12 +173,15 @@ def operations(conn: Connection, digests: list[str]) -> dict[str, str]:
 
 def nodes(conn: Connection, digests: list[str]) -> list[dict[str, Any]]:
     """Lineage graph nodes: each asset's media type, layer and making operation, in one
-    query (built once) whatever the graph's size."""
-    rows = {r.digest: r for r in conn.execute(_nodes_query(), {"digests": digests})}
-    return [{"digest": d, "media_type": rows[d].media_type if d in rows else None,
-             "layer": rows[d].layer if d in rows else None,
-             "operation": (rows[d].operation if d in rows else None) or IMPORTED}
-            for d in digests]
+    query (built once) whatever the graph's size; a digest that is no asset has None."""
+    # Plain tuples: a Row's attribute lookups cost more than the query on a long chain.
+    rows = {r[0]: r[1:] for r in conn.execute(_nodes_query(), {"digests": digests}).tuples()}
+    found = []
+    for digest in digests:
+        media_type, layer, operation = rows.get(digest, (None, None, None))
+        found.append({"digest": digest, "media_type": media_type, "layer": layer,
+                      "operation": operation or IMPORTED})
+    return found
 
 
 def lineage_graph(strata: Strata, ref: str, direction: GraphDirection = "ancestors",
@@ -185,7 +189,10 @@ def lineage_graph(strata: Strata, ref: str, direction: GraphDirection = "ancesto
     """The lineage of the asset `ref` names as nodes and edges (from parent to child, with
     the parent's role): what made it, what was made from it, or both."""
     with strata.view(as_of) as conn:
-        digest = strata.resolve_asset(ref, conn)
+        # A whole digest (what the web page sends) needs no resolving: its node says
+        # whether it is an asset.
+        whole = WHOLE_DIGEST.fullmatch(ref) is not None
+        digest = ref if whole else strata.resolve_asset(ref, conn)
         edges = []
         if direction in ("ancestors", "graph"):
             edges += lineage.walk(conn, digest, "up", depth)
@@ -194,6 +201,9 @@ def lineage_graph(strata: Strata, ref: str, direction: GraphDirection = "ancesto
         digests = sorted({digest} | {e.input_digest for e in edges}
                          | {e.output_digest for e in edges})
         found = nodes(conn, digests)
+    # Every asset has a media type: a node without one is no asset.
+    if whole and found[digests.index(digest)]["media_type"] is None:
+        raise AssetNotFound(f"no asset matches {ref!r}")
     return {
         "asset": digest, "direction": direction, "nodes": found,
         "edges": [{"from": e.input_digest, "to": e.output_digest, "role": e.role,

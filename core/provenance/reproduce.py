@@ -70,13 +70,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from strata.core.errors import IntegrityError, JobError, ModelError
 from strata.core.ledger.event_types import (
-    DIGEST_PATTERN,
     AssetDerived,
     AssetInfo,
     ImportSource,
@@ -86,10 +85,18 @@ from strata.core.ledger.event_types import (
     ProducedAsset,
     short,
 )
-from strata.core.ledger.events import Payload, RecordedEvent, explain, registry
+from strata.core.ledger.events import Payload, RecordedEvent, explain
 from strata.core.ledger.log import ANY_VERSION
 from strata.core.models.diffusion import ModelRef
 from strata.core.provenance.ancestry import Step, provenance
+from strata.core.provenance.events import (
+    Drift,
+    OutputCheck,
+    Reproduction,
+    ReproductionDiverged,
+    ReproductionVerified,
+    StepCheck,
+)
 from strata.core.runtime import jobs
 from strata.core.service import Strata, asset_stream
 
@@ -104,87 +111,11 @@ MIN_PSNR_DB = 40.0
 PSNR_EQUAL_DB = 100.0
 LINK_OPERATION = "reproduction"
 
-Verdict = Literal["identical", "visually the same", "different"]
-Outcome = Literal["identical", "visually the same", "different", "failed", "imported",
-                  "external"]
 _RANK = {"identical": 0, "visually the same": 1, "different": 2}
 
 
 def stream(reproduction_id: str) -> str:
     return f"reproduction:{reproduction_id}"
-
-
-class Drift(Payload):
-    """A model whose recorded weights are gone: what was recorded, what the replay ran."""
-
-    name: str
-    path: str
-    recorded: str = Field(pattern=DIGEST_PATTERN)
-    ran: str = Field(pattern=DIGEST_PATTERN)
-
-
-class OutputCheck(Payload):
-    original: str = Field(pattern=DIGEST_PATTERN)
-    reproduction: str | None = Field(default=None, pattern=DIGEST_PATTERN)
-    media_type: str
-    verdict: Verdict
-    figures: dict[str, Any] = Field(default_factory=dict)
-
-
-class StepCheck(Payload):
-    step: str  # the event that made the original outputs
-    position: int
-    kind: Literal["job", "import", "external"]
-    layer: str
-    operation: str
-    original_job: str | None = None
-    job_id: str | None = None  # the replay's job
-    outcome: Outcome
-    outputs: list[OutputCheck] = Field(default_factory=list)
-    drift: list[Drift] = Field(default_factory=list)
-    causes: list[str] = Field(default_factory=list)
-    note: str | None = None
-
-    @property
-    def diverged(self) -> bool:
-        return self.outcome in ("different", "failed") or bool(self.drift)
-
-
-class Reproduction(Payload):
-    """Base of both outcomes of `strata reproduce`: every step of the ancestry and what its
-    replay gave."""
-
-    reproduction_id: str
-    asset: str = Field(pattern=DIGEST_PATTERN)
-    # What the replay made of the asset (the asset itself when identical); None when the
-    # asset was not replayed (imported, made outside Strata, or its step failed).
-    reproduction: str | None = Field(default=None, pattern=DIGEST_PATTERN)
-    allow_model_drift: bool = False
-    steps: list[StepCheck]
-    decisions: int = 0  # selections, picks, reviews, branch moves: taken as recorded
-
-    def counts(self) -> str:
-        tally: dict[str, int] = {}
-        for step in self.steps:
-            tally[step.outcome] = tally.get(step.outcome, 0) + 1
-        return ", ".join(f"{count} {outcome}" for outcome, count in tally.items())
-
-
-@registry.register("reproduction.verified")
-class ReproductionVerified(Reproduction):
-    def summary(self) -> str:
-        return f"{short(self.asset)} reproduced: {self.counts()}"
-
-
-@registry.register("reproduction.diverged")
-class ReproductionDiverged(Reproduction):
-    first_diverged: str  # the step (event id) where the replay first parted from the record
-    why: str
-
-    def summary(self) -> str:
-        first = next(s for s in self.steps if s.step == self.first_diverged)
-        return (f"{short(self.asset)} diverged at {first.layer} {first.operation} "
-                f"(position {first.position}): {self.why[:80]}")
 
 
 class ReproductionRefused(ModelError):

@@ -27,7 +27,7 @@ def find(
     """Find assets by prompt words, model, seed, any parameter, layer, operation, branch,
     decisions, who and when, lineage (from:, into:, root-prompt:) and visual similarity
     (--similar or like:). Newest first; nearest first when similarity is asked for."""
-    from strata.core.find import search
+    from strata.core.find.search import search
 
     found = search(open_strata(), query, similar=similar, distance=distance, limit=limit,
                    offset=offset, as_of=as_of)

@@ -12,11 +12,8 @@ import typer
 from rich.markup import escape
 
 from strata.api.cli.app import Json, app, console, open_strata, print_json, print_rows
-
-# Imported here, not inside the command, because importing it registers the
-# reproduction.* event types: every command (log, audit, show) must decode them. It
-# imports no model library.
 from strata.core.provenance import reproduce as reproduction
+from strata.core.provenance.events import Reproduction, ReproductionDiverged, StepCheck
 
 
 @app.command()
@@ -39,7 +36,7 @@ def reproduce(
     event = reproduction.reproduce(open_strata(), ref, allow_model_drift=allow_model_drift,
                                    say=say)
     payload = event.payload
-    assert isinstance(payload, reproduction.Reproduction)
+    assert isinstance(payload, Reproduction)
     if as_json:
         print_json({"type": event.type, "position": event.position,
                     "event_id": event.event_id, **event.data})
@@ -48,14 +45,14 @@ def reproduce(
             (s.position, s.layer, s.operation, s.outcome, _figures(s))
             for s in payload.steps])
         console.print(f"{event.type} (position {event.position}): {escape(payload.summary())}")
-    if verify and isinstance(payload, reproduction.ReproductionDiverged):
+    if verify and isinstance(payload, ReproductionDiverged):
         raise reproduction.NotReproduced(
             f"the reproduction diverged at position "
             f"{next(s.position for s in payload.steps if s.step == payload.first_diverged)}: "
             f"{payload.why}")
 
 
-def _figures(step: reproduction.StepCheck) -> str:
+def _figures(step: StepCheck) -> str:
     """The worst output's figures, in one cell."""
     shown = [o for o in step.outputs if o.verdict == step.outcome and o.figures]
     return ", ".join(f"{k}={v}" for k, v in shown[0].figures.items()) if shown else ""

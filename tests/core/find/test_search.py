@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select, text
 
 from strata.core.errors import AmbiguousReference, AssetNotFound, InvalidInput
-from strata.core.find import search
 from strata.core.find.projection import FindProjection
 from strata.core.find.schema import FIND_TABLES
+from strata.core.find.search import search
 from strata.core.layers.generation import GenerationRequested
 from strata.core.ledger.log import events_after
 from strata.core.projections.base import Batch, table
