@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Column, Connection, or_, select
+import orjson
+from sqlalchemy import Column, Connection, Row, or_, select
 
 from strata.core.decisions.branches import stream as branch_stream
 from strata.core.errors import EventNotFound, UnknownEventType
@@ -49,6 +50,7 @@ from strata.core.ledger.event_types import (
     ProducedAsset,
 )
 from strata.core.ledger.events import Payload, RecordedEvent, UnknownPayload, registry
+from strata.core.ledger.log import events_table, row_to_event
 from strata.core.projections.base import table
 from strata.core.projections.lineage import roots, walk
 from strata.core.runtime.jobs import stream as job_stream
@@ -166,6 +168,14 @@ class Provenance:
         once: its dicts of parameters, facts and details are this object's own."""
         return {"format": FORMAT, "version": FORMAT_VERSION, **_plain(self)}
 
+    def dumps(self) -> bytes:
+        """`to_json()` as JSON, keys sorted, without spaces, written by orjson straight
+        from the dataclasses (`to_json` first builds a dict for every one of them: a
+        thousand ancestors make tens of thousands)."""
+        return orjson.dumps({"format": FORMAT, "version": FORMAT_VERSION, **_fields(self)},
+                            default=_fields,
+                            option=orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS)
+
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
 
@@ -178,6 +188,16 @@ def _plain(value: Any) -> Any:
                 else value)
     names = _field_names(type(value))
     return value if names is None else {n: _plain(getattr(value, n)) for n in names}
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A dataclass's fields, one level deep, for orjson (which sorts their keys, unlike
+    in the dataclasses it writes itself); refuses anything else as orjson would."""
+    if _field_names(type(value)) is None:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    # The instance's own dict holds exactly its fields: these dataclasses have no slots
+    # and set nothing else.
+    return vars(value)
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
@@ -242,7 +262,7 @@ def _provenance(strata: Strata, asset_ref: str, as_of: int | None) -> Provenance
         moves = _positions_of(conn, [branch_moves.c.head, branch_moves.c.previous_head],
                               branch_moves.c.branch, digests)
     log_position = as_of if as_of is not None else strata.ledger.head_position()
-    job_ids = sorted({r["job_id"] for r in rows.values() if r["job_id"]})
+    job_ids = sorted({r.job_id for r in rows.values() if r.job_id})
     events = _read_streams(strata, [asset_stream(d) for d in sorted(digests)]
                            + [job_stream(j) for j in job_ids], log_position)
     by_id = {e.event_id: e for e in events}
@@ -252,25 +272,25 @@ def _provenance(strata: Strata, asset_ref: str, as_of: int | None) -> Provenance
         by_stream.setdefault(event.stream, []).append(event)
 
     steps: dict[str, Step] = {}
-    for row in sorted(rows.values(), key=lambda r: r["created_position"]):
-        event_id = row["created_event_id"]
+    for row in sorted(rows.values(), key=lambda r: r.created_position):
+        event_id = row.created_event_id
         if event_id in steps:
             continue
         created = by_id.get(event_id) or strata.ledger.get(event_id)
         if created is None:  # the projections name it; the log cannot have lost it
-            raise EventNotFound(f"the event that recorded {row['digest']} is not in the log")
+            raise EventNotFound(f"the event that recorded {row.digest} is not in the log")
         steps[event_id] = _step(created, payload_of, digests,
-                                by_stream.get(job_stream(row["job_id"]), [])
-                                if row["job_id"] else [])
+                                by_stream.get(job_stream(row.job_id), [])
+                                if row.job_id else [])
 
     decisions = [*_asset_decisions(events, payload_of, digests),
                  *_selections(strata, payload_of, digests, scoring, log_position),
                  *_branch_moves(strata, payload_of, digests, moves, log_position)]
     decisions.sort(key=lambda d: d.position)
-    nodes = [AssetNode(digest=r["digest"], media_type=r["media_type"], size=r["size"],
-                       width=r["width"], height=r["height"], duration=r["duration"],
-                       layer=r["layer"], step=r["created_event_id"], label=r["label"])
-             for r in sorted(rows.values(), key=lambda r: (r["created_position"], r["digest"]))]
+    nodes = [AssetNode(digest=r.digest, media_type=r.media_type, size=r.size,
+                       width=r.width, height=r.height, duration=r.duration,
+                       layer=r.layer, step=r.created_event_id, label=r.label)
+             for r in sorted(rows.values(), key=lambda r: (r.created_position, r.digest))]
     return Provenance(
         asset=digest, as_of=as_of, log_position=log_position, roots=found_roots,
         assets=nodes,
@@ -281,14 +301,20 @@ def _provenance(strata: Strata, asset_ref: str, as_of: int | None) -> Provenance
     )
 
 
-def _asset_rows(conn: Connection, digests: set[str]) -> dict[str, dict[str, Any]]:
+# The columns of an asset's row that provenance reads.
+_ASSET_COLUMNS = ("digest", "media_type", "size", "width", "height", "duration", "layer",
+                  "label", "job_id", "created_position", "created_event_id")
+
+
+def _asset_rows(conn: Connection, digests: set[str]) -> dict[str, Row[Any]]:
     assets = table(AssetRow)
+    columns = [assets.c[name] for name in _ASSET_COLUMNS]
     ordered = sorted(digests)
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, Row[Any]] = {}
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start:start + _CHUNK]
-        for row in conn.execute(select(assets).where(assets.c.digest.in_(chunk))):
-            rows[row.digest] = dict(row._mapping)
+        for row in conn.execute(select(*columns).where(assets.c.digest.in_(chunk))).all():
+            rows[row.digest] = row
     return rows
 
 
@@ -302,17 +328,27 @@ def _positions_of(conn: Connection, named: Sequence[Column[Any]], owner: Column[
     for start in range(0, len(ordered), _CHUNK):
         chunk = ordered[start:start + _CHUNK]
         query = select(position, owner).where(or_(*(c.in_(chunk) for c in named)))
-        found.update((row[0], row[1]) for row in conn.execute(query))
+        found.update((row[0], row[1]) for row in conn.execute(query).all())
     return found
 
 
 def _read_streams(strata: Strata, streams: Sequence[str], to_position: int,
-                  types: Sequence[str] | None = None, from_position: int = 1
+                  types: Collection[str] | None = None, from_position: int = 1
                   ) -> list[RecordedEvent]:
+    """The events of `streams` (of `types`, when given) from `from_position` to
+    `to_position`, in log order: one query for each _CHUNK streams. (`Ledger.read_all`
+    pages through them instead, every page a query that finds and sorts what is left of
+    every stream again, with a statement recompiled for its hundreds of parameters.)"""
     events: list[RecordedEvent] = []
-    for start in range(0, len(streams), _CHUNK):
-        events += strata.ledger.read_all(streams=streams[start:start + _CHUNK], types=types,
-                                         from_position=from_position, to_position=to_position)
+    c = events_table.c
+    with strata.ledger.engine.connect() as conn:
+        for start in range(0, len(streams), _CHUNK):
+            query = select(events_table).where(
+                c.stream.in_(streams[start:start + _CHUNK]),
+                c.position.between(from_position, to_position))
+            if types is not None:
+                query = query.where(c.type.in_(sorted(types)))
+            events += (row_to_event(row) for row in conn.execute(query).all())
     events.sort(key=lambda e: e.position)
     return events
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import orjson
-
 from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import short
 from strata.core.provenance.ancestry import (
@@ -50,9 +48,9 @@ def _render(strata: Strata, asset_ref: str, fmt: str, as_of: int | None) -> str:
 
 def as_json(found: Provenance) -> str:
     """The documented JSON (docs/provenance.schema.json), keys sorted, without spaces.
-    orjson: a thousand ancestors make a document of megabytes, which the standard encoder
-    takes five times as long to write."""
-    return orjson.dumps(found.to_json(), option=orjson.OPT_SORT_KEYS).decode()
+    orjson (`Provenance.dumps`): a thousand ancestors make a document of megabytes, which
+    the standard encoder takes five times as long to write."""
+    return found.dumps().decode()
 
 
 def _value(value: Any) -> str:

@@ -4,6 +4,7 @@ rollback → external retouch with an imported logo), on both backends."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -86,6 +87,18 @@ def test_the_whole_ancestry_with_every_step_and_decision(tiny: Strata, story: St
     assert (rollback.details["previous_head"], rollback.details["head"]) == (
         story.revised, story.chosen)
     assert rollback.note == "too busy" and rollback.actor
+
+
+def test_the_json_text_is_to_json_written_with_sorted_keys(tiny: Strata, story: Story) -> None:
+    """`Provenance.dumps` (orjson straight from the dataclasses) writes exactly what the
+    standard encoder makes of `to_json()`, and refuses a value JSON cannot hold."""
+    found = provenance(tiny, story.final)
+    assert found.dumps().decode() == json.dumps(found.to_json(), sort_keys=True,
+                                                separators=(",", ":"), ensure_ascii=False)
+    odd = dataclasses.replace(found, steps=[dataclasses.replace(found.steps[0],
+                                                                facts={"odd": {1, 2}})])
+    with pytest.raises(TypeError):
+        odd.dumps()
 
 
 def test_as_of_and_the_faces_for_people(tiny: Strata, story: Story) -> None:
