@@ -22,7 +22,7 @@ chain of credentials follows the lineage even when the exported file has moved.
 
 The file (and its sidecar) is written to a temporary file beside PATH and renamed over it,
 so no half-written export is ever left under its name; then `asset.exported` records the
-path, the format and the digest of the bytes written.
+path, the format and the digest of the bytes written (its payload is in core.interop.events).
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ loading), and its verdict names the drift.
 
 A step that could not run (its job failed) is `failed`, with the error.
 
-**The record.** The run is one event on the stream `reproduction:<id>`:
+**The record.** The run is one event on the stream `reproduction:<id>` (its payloads are in
+core.provenance.events):
 `reproduction.verified` when every replayed step is identical or visually the same and no
 model drifted, else `reproduction.diverged`, naming the first step that diverged and why:
 model drift, a library version change, a device change, other recorded facts, inputs that
