@@ -43,6 +43,9 @@ def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | E
             named = ref if WHOLE_DIGEST.fullmatch(ref) else strata.resolve_asset(ref, conn)
             details = views.asset_details(conn, named)
             digest: str | None = named
+            # The current view's database holds the log; a view as of a position may not.
+            created = (views.event(conn, details.asset["created_event_id"])
+                       if as_of is None else None)
         except AmbiguousReference:
             raise
         except (AssetNotFound, InvalidInput):  # not an asset's name: perhaps an event's
@@ -63,7 +66,8 @@ def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | E
                 f"event {event.event_id} was recorded at position {event.position}, after "
                 f"position {as_of}")
         return EventFound(event)
-    created = strata.ledger.get(details.asset["created_event_id"])
+    if created is None:
+        created = strata.ledger.get(details.asset["created_event_id"])
     # What made an asset never changes once it exists, so the recipe is the same as of any
     # position at which the asset is there.
     return AssetFound(details, created, recipe_of(strata, details.asset, created))

@@ -175,7 +175,7 @@ def nodes(conn: Connection, digests: list[str]) -> list[dict[str, Any]]:
     """Lineage graph nodes: each asset's media type, layer and making operation, in one
     query (built once) whatever the graph's size; a digest that is no asset has None."""
     # Plain tuples: a Row's attribute lookups cost more than the query on a long chain.
-    rows = {r[0]: r[1:] for r in conn.execute(_nodes_query(), {"digests": digests}).tuples()}
+    rows = {r[0]: r[1:] for r in conn.execute(_nodes_query(), {"digests": digests})}
     found = []
     for digest in digests:
         media_type, layer, operation = rows.get(digest, (None, None, None))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, delete, func, select
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, func, select
 
 from strata.core.config import strata_version
 from strata.core.errors import ChainBroken, LogShortened, StoreFromNewerVersion
@@ -219,8 +219,11 @@ class ProjectionRunner:
         if self._current_query is None:
             checkpoints = table(ProjectionCheckpoint)
             head = select(func.coalesce(func.max(events_table.c.position), 0)).scalar_subquery()
+            # One bound parameter per name, values fixed here: an expanding list would be
+            # spliced into the SQL again on every call.
             self._current_query = select(func.count()).where(
-                checkpoints.c.name.in_([p.name for p in self.projections]),
+                checkpoints.c.name.in_([bindparam(f"projection_{i}", p.name)
+                                        for i, p in enumerate(self.projections)]),
                 checkpoints.c.position >= head)
         return conn.scalar(self._current_query) == len(self.projections)
 

@@ -3,7 +3,6 @@ Range), thumbnails, lineage, provenance and audit."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 import shutil
@@ -18,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from pydantic import BaseModel, Field
 
 from strata.api.http.deps import StrataDep, WriterDep
+from strata.api.http.fast_json import FastJSONResponse
 from strata.api.http.problems import HttpProblem, responses
 from strata.core.errors import AssetNotFound, InvalidInput
 from strata.core.imaging.thumbnails import thumbnail
@@ -223,7 +223,12 @@ def show(strata: StrataDep, ref: str, as_of: AsOf = None) -> Response:
         raise AssetNotFound(f"no asset matches {ref!r}")
     # Sent as built: the rows and events are JSON's types already, and validating the
     # return value would cost a worker-thread hop and a second pass over every value.
-    return JSONResponse({**dataclasses.asdict(found.details), "recipe": found.recipe,
+    # For the same reason the edges are the one level converted (`dataclasses.asdict`
+    # would copy every row and value again), into what `strata show --json` prints.
+    details = found.details
+    return FastJSONResponse({**vars(details), "parents": [vars(e) for e in details.parents],
+                         "children": [vars(e) for e in details.children],
+                         "recipe": found.recipe,
                          "recorded_by": found.created.meta if found.created else None})
 
 
@@ -310,7 +315,7 @@ def lineage(
     """The lineage as nodes and edges (from parent to child, with the parent's role):
     what made the asset, what was made from it, or both."""
     # Graph documents the shape; the graph is sent as built (see `show`).
-    return JSONResponse(gallery.lineage_graph(strata, ref, direction, depth, as_of))
+    return FastJSONResponse(gallery.lineage_graph(strata, ref, direction, depth, as_of))
 
 
 PROVENANCE_TYPES = {"json": "application/json", "prov-json": "application/json",

@@ -3,7 +3,9 @@ thumbnails, lineage, provenance, audit, decisions, and the problems bad input ge
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from strata.api.http.app import create_app
 from strata.api.http.settings import HttpSettings
+from strata.core.lookup import AssetFound, lookup
 from strata.core.service import Strata
 from tests.helpers import png_bytes
 
@@ -172,6 +175,12 @@ def test_lineage_graph_provenance_and_audit(client: TestClient, strata: Strata) 
     assert {(e["from"], e["to"], e["role"]) for e in up["edges"]} == {
         (a, b, "source"), (mask, b, "mask"), (b, c, "source")}
     ops = {n["digest"]: n["operation"] for n in up["nodes"]}
+    # `show` is what `strata show --json` prints (the route converts only the edges).
+    found = lookup(strata, b)
+    assert isinstance(found, AssetFound)
+    assert client.get(f"/assets/{b}").json() == json.loads(json.dumps(
+        {**dataclasses.asdict(found.details), "recipe": found.recipe,
+         "recorded_by": found.created.meta if found.created else None}))
     assert ops == {a: "import", mask: "import", b: "inpaint", c: "upscale"}
     down = client.get(f"/assets/{b}/lineage", params={"direction": "descendants"}).json()
     assert {(e["from"], e["to"]) for e in down["edges"]} == {(b, c)}
@@ -222,7 +231,8 @@ def test_decisions_and_events(client: TestClient, strata: Strata) -> None:
 
 
 @pytest.mark.parametrize("path", ["/assets/ffffffff", "/events/ffffffff", "/jobs/ffffffff",
-                                  "/branches/nope", "/assets/ffffffff/lineage", "/nowhere"])
+                                  "/branches/nope", "/assets/ffffffff/lineage", "/nowhere",
+                                  f"/assets/sha256:{'f' * 64}/lineage"])
 def test_not_found_is_a_problem(client: TestClient, path: str) -> None:
     got = client.get(path)
     assert got.status_code == 404
