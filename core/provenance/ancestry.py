@@ -452,7 +452,7 @@ def _decision(event: RecordedEvent, payload: Payload, assets: list[str], note: s
 def _asset_decisions(events: Iterable[RecordedEvent], payload_of: _Payloads,
                      digests: set[str]) -> list[DecisionRecord]:
     """Picks, rejections, ratings, reviews, finals: every `Decision` on the ancestry."""
-    types = _decision_types()
+    types = _types_of(Decision)
     found = []
     for event in events:
         if event.type not in types:  # most events of an asset's stream: no need to decode
@@ -464,9 +464,10 @@ def _asset_decisions(events: Iterable[RecordedEvent], payload_of: _Payloads,
     return found
 
 
-def _decision_types() -> set[str]:
-    """The registered event types whose payloads are `Decision`s, a layer's own too."""
-    types, models = set(), [Decision]
+def _types_of(base: type[Payload]) -> set[str]:
+    """The registered event types whose payloads are `base`s (`Decision`s, `JobRequest`s),
+    a layer's own too."""
+    types, models = set(), [base]
     while models:
         model = models.pop()
         models += model.__subclasses__()
@@ -481,8 +482,12 @@ def _selections(strata: Strata, payload_of: _Payloads, digests: set[str],
     positions and job streams), with every candidate (those that lost too), its score and
     whether it was kept."""
     found = []
-    jobs = _read_streams(strata, sorted(set(scoring.values())), to_position)
-    requests = {e.stream: e for e in jobs if isinstance(payload_of(e), JobRequest)}
+    # Only the requests (who asked) and the selections themselves: a job's other events
+    # need neither reading nor decoding.
+    request_types = _types_of(JobRequest)
+    jobs = _read_streams(strata, sorted(set(scoring.values())), to_position,
+                         request_types | _types_of(SelectionCompleted))
+    requests = {e.stream: e for e in jobs if e.type in request_types}
     for event in jobs:
         if event.position not in scoring:
             continue
