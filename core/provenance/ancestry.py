@@ -482,11 +482,9 @@ def _selections(strata: Strata, payload_of: _Payloads, digests: set[str],
     positions and job streams), with every candidate (those that lost too), its score and
     whether it was kept."""
     found = []
-    # Only the requests (who asked) and the selections themselves: a job's other events
-    # need neither reading nor decoding.
+    jobs = _read_streams(strata, sorted(set(scoring.values())), to_position)
+    # The request (who asked) known by its type: a job's other events need no decoding.
     request_types = _types_of(JobRequest)
-    jobs = _read_streams(strata, sorted(set(scoring.values())), to_position,
-                         request_types | _types_of(SelectionCompleted))
     requests = {e.stream: e for e in jobs if e.type in request_types}
     for event in jobs:
         if event.position not in scoring:
