@@ -60,8 +60,13 @@ from strata.core.storage.schema import AssetRow
 from strata.core.service import Strata
 from strata.core.store import Store
 
-# The first perceptual hash imports scipy (~0.3 s): pay for it once, before any fork.
+# The first perceptual hash imports scipy (~0.3 s), a store's first opening its database
+# driver and an import's first file the C2PA reader (~0.2 s each): pay for them once,
+# before any fork, or a busy machine kills every child before its first append. The
+# store is closed again, so no child inherits a connection.
 imagehash.phash(Image.new("RGB", (8, 8)))
+Store.open().close()
+import strata.core.interop.c2pa_credentials
 
 
 def import_forever(seed, work):
@@ -119,7 +124,7 @@ class Launcher:
 
     Starting a fresh interpreter costs ~0.5-1 s of CPU, more than the kill window, so the
     importers are forked from this pre-imported launcher instead; each one still opens its
-    own Store (the launcher never opens one) and is a separate process that the test
+    own Store (the launcher closes its only one before forking) and is a separate process that the test
     kills with SIGKILL.
     """
 
