@@ -176,12 +176,13 @@ def nodes(conn: Connection, digests: list[str]) -> list[dict[str, Any]]:
     query (built once) whatever the graph's size; a digest that is no asset has None."""
     # Plain tuples: a Row's attribute lookups cost more than the query on a long chain.
     rows = {r[0]: r[1:] for r in conn.execute(_nodes_query(), {"digests": digests})}
-    found = []
-    for digest in digests:
-        media_type, layer, operation = rows.get(digest, (None, None, None))
-        found.append({"digest": digest, "media_type": media_type, "layer": layer,
-                      "operation": operation or IMPORTED})
-    return found
+    return [_node(digest, rows.get(digest, (None, None, None))) for digest in digests]
+
+
+def _node(digest: str, node: lineage.Node) -> dict[str, Any]:
+    media_type, layer, operation = node
+    return {"digest": digest, "media_type": media_type, "layer": layer,
+            "operation": operation or IMPORTED}
 
 
 def lineage_graph(strata: Strata, ref: str, direction: GraphDirection = "ancestors",
@@ -193,14 +194,16 @@ def lineage_graph(strata: Strata, ref: str, direction: GraphDirection = "ancesto
         # whether it is an asset.
         whole = WHOLE_DIGEST.fullmatch(ref) is not None
         digest = ref if whole else strata.resolve_asset(ref, conn)
-        edges = []
-        if direction in ("ancestors", "graph"):
-            edges += lineage.walk(conn, digest, "up", depth)
-        if direction in ("descendants", "graph"):
-            edges += lineage.walk(conn, digest, "down", depth)
-        digests = sorted({digest} | {e.input_digest for e in edges}
-                         | {e.output_digest for e in edges})
-        found = nodes(conn, digests)
+        edges: list[lineage.Edge] = []
+        known: dict[str, lineage.Node] = {}
+        for wanted, way in (("ancestors", "up"), ("descendants", "down")):
+            if direction in (wanted, "graph"):
+                more, their_nodes = lineage.walk_with_nodes(conn, digest, way, depth)
+                edges += more
+                known.update(their_nodes)
+        digests = sorted({digest} | known.keys())
+        found = (nodes(conn, digests) if digest not in known  # no edges: the asset alone
+                 else [_node(d, known[d]) for d in digests])
     # Every asset has a media type: a node without one is no asset.
     if whole and found[digests.index(digest)]["media_type"] is None:
         raise AssetNotFound(f"no asset matches {ref!r}")

@@ -12,11 +12,13 @@ from functools import lru_cache
 from typing import Literal
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Select,
     and_,
     bindparam,
     exists,
+    func,
     literal,
     or_,
     select,
@@ -24,7 +26,7 @@ from sqlalchemy import (
 )
 
 from strata.core.projections.base import table
-from strata.core.storage.schema import DerivationRow
+from strata.core.storage.schema import AssetRow, DerivationRow
 
 derivations = table(DerivationRow)
 _d = derivations.c
@@ -45,9 +47,16 @@ class Edge:
     depth: int
 
 
-@lru_cache(maxsize=2)
-def _walk_query(direction: Direction) -> Select:
-    """The recursive CTE for one direction, built once and run with bound parameters."""
+Node = tuple[str | None, str | None, str | None]
+"""An asset as a graph shows it: media type, layer and the operation that made it (None
+for each where the digest is no asset, or nothing made it)."""
+
+
+@lru_cache(maxsize=4)
+def _walk_query(direction: Direction, with_nodes: bool = False) -> Select:
+    """The recursive CTE for one direction, built once and run with bound parameters;
+    `with_nodes` adds both ends' `Node` to every edge, so that a graph needs no second
+    query (and no list parameter) for its nodes."""
     up = direction == "up"
     start = select(
         _d.input_digest, _d.output_digest, _d.role, _d.layer, _d.operation, _d.event_id,
@@ -63,25 +72,52 @@ def _walk_query(direction: Direction) -> Select:
     ).where(and_(step_near == frontier_far, frontier.c.depth < bindparam("depth")))
     # UNION (not UNION ALL) keeps a diamond in the DAG from multiplying rows.
     frontier = frontier.union(recursive)
-    return select(frontier).order_by(frontier.c.depth, frontier.c.output_digest,
-                                     frontier.c.input_digest, frontier.c.role)
+    query = select(frontier)
+    if with_nodes:
+        query = select(frontier, *_node_columns(frontier.c.input_digest),
+                       *_node_columns(frontier.c.output_digest))
+    return query.order_by(frontier.c.depth, frontier.c.output_digest,
+                          frontier.c.input_digest, frontier.c.role)
+
+
+def _node_columns(digest: ColumnElement[str]) -> list[ColumnElement[str | None]]:
+    """The `Node` of `digest`, one index lookup each."""
+    assets, making = table(AssetRow), derivations.alias("making")
+    return [
+        select(assets.c.media_type).where(assets.c.digest == digest).scalar_subquery(),
+        select(assets.c.layer).where(assets.c.digest == digest).scalar_subquery(),
+        select(func.min(making.c.operation)).where(making.c.output_digest == digest)
+        .scalar_subquery(),
+    ]
 
 
 def walk(
     conn: Connection, digest: str, direction: Direction, depth: int = MAX_DEPTH
 ) -> list[Edge]:
     """Every edge within `depth` steps above (up) or below (down) `digest`."""
+    return walk_with_nodes(conn, digest, direction, depth, with_nodes=False)[0]
+
+
+def walk_with_nodes(
+    conn: Connection, digest: str, direction: Direction, depth: int = MAX_DEPTH, *,
+    with_nodes: bool = True,
+) -> tuple[list[Edge], dict[str, Node]]:
+    """`walk`, and the `Node` of every digest on its edges (empty without edges)."""
     if depth < 1:
-        return []
-    rows = conn.execute(_walk_query(direction), {"digest": digest, "depth": depth}).all()
+        return [], {}
+    rows = conn.execute(_walk_query(direction, with_nodes),
+                        {"digest": digest, "depth": depth}).all()
     seen: set[tuple[str, str, str]] = set()
     edges: list[Edge] = []
+    nodes: dict[str, Node] = {}
     for row in rows:  # keep each edge once, at the depth it is first reached
         key = (row[0], row[1], row[2])
         if key not in seen:
             seen.add(key)
-            edges.append(Edge(*row))
-    return edges
+            edges.append(Edge(*row[:7]))
+            if with_nodes:
+                nodes[row[0]], nodes[row[1]] = row[7:10], row[10:13]
+    return edges, nodes
 
 
 @lru_cache(maxsize=1)
