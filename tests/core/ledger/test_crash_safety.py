@@ -124,8 +124,8 @@ class Launcher:
 
     Starting a fresh interpreter costs ~0.5-1 s of CPU, more than the kill window, so the
     importers are forked from this pre-imported launcher instead; each one still opens its
-    own Store (the launcher closes its only one before forking) and is a separate process that the test
-    kills with SIGKILL.
+    own Store (the launcher closes its only one before forking) and is a separate process
+    that the test kills with SIGKILL.
     """
 
     def __init__(self, script: Path, env: dict[str, str]) -> None:
