@@ -221,11 +221,14 @@ class ProjectionRunner:
             head = select(func.coalesce(func.max(events_table.c.position), 0)).scalar_subquery()
             # One bound parameter per name, values fixed here: an expanding list would be
             # spliced into the SQL again on every call.
-            self._current_query = select(func.count()).where(
+            self._current_query = select(func.count(), head).where(
                 checkpoints.c.name.in_([bindparam(f"projection_{i}", p.name)
                                         for i, p in enumerate(self.projections)]),
                 checkpoints.c.position >= head)
-        return conn.scalar(self._current_query) == len(self.projections)
+        caught_up, log_head = conn.execute(self._current_query).one()
+        # An empty log has nothing to apply, though no checkpoint has been written yet
+        # (without this, every read of a new store would run a catch-up).
+        return caught_up == len(self.projections) or log_head == 0
 
     def _apply_batch(
         self, conn: Connection, to_position: int | None, chain: ChainWalker | None = None,

@@ -457,6 +457,30 @@ def test_catch_up_to_a_position_and_across_batches(strata: Strata) -> None:
     assert_same_tables(dump_store(store), incremental, "after rebuild")
 
 
+def test_reads_of_an_empty_store_run_no_catch_up_but_see_the_first_event(
+    strata: Strata, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = strata.store.projections
+    catch_ups: list[object] = []
+    real_catch_up = runner.catch_up
+
+    def counted(*args: Any, **kwargs: Any) -> int:
+        catch_ups.append(args)
+        return real_catch_up(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "catch_up", counted)
+    for _ in range(3):  # nothing to apply, no checkpoint written yet: nothing to do
+        with strata.view() as conn:
+            assert rows(conn, AssetRow) == []
+    assert catch_ups == []
+    # Another process appends the first event (its projections not caught up here).
+    append_quietly(strata.store, asset_stream("sha256:" + "a" * 64),
+                   [SelectionRated(digest="sha256:" + "a" * 64, rating=4)])
+    with strata.view() as conn:
+        assert [r["rating"] for r in rows(conn, SelectionRow)] == [4]
+    assert len(catch_ups) == 1
+
+
 def test_a_projection_behind_the_others_catches_up_alone(strata: Strata) -> None:
     store = strata.store
     a, b = import_png(strata, 1), import_png(strata, 2)
