@@ -10,6 +10,7 @@ from typing import Any
 from strata.core.errors import AmbiguousReference, AssetNotFound, EventNotFound, InvalidInput
 from strata.core.ledger.event_types import DIGEST_PATTERN
 from strata.core.ledger.events import RecordedEvent
+from strata.core.ledger.log import event_by_id
 from strata.core.projections import views
 from strata.core.service import Strata
 
@@ -44,7 +45,7 @@ def lookup(strata: Strata, ref: str, as_of: int | None = None) -> AssetFound | E
             details = views.asset_details(conn, named)
             digest: str | None = named
             # The current view's database holds the log; a view as of a position may not.
-            created = (views.event(conn, details.asset["created_event_id"])
+            created = (event_by_id(conn, details.asset["created_event_id"])
                        if as_of is None else None)
         except AmbiguousReference:
             raise

@@ -12,8 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, bindparam, func, select
 
 from strata.core.errors import AssetNotFound
-from strata.core.ledger.events import RecordedEvent
-from strata.core.ledger.log import events_table, row_to_event, utc_iso
+from strata.core.ledger.log import utc_iso
 from strata.core.projections.base import table
 from strata.core.projections.lineage import Edge, neighbours
 from strata.core.storage.db import db_now
@@ -94,19 +93,6 @@ def asset_details(conn: Connection, digest: str) -> AssetDetails:
         final=final if final["digest"] is not None else None,
         branches=sorted(found._mapping[_HEADS].split(",")) if found._mapping[_HEADS] else [],
     )
-
-
-@lru_cache(maxsize=1)
-def _event_query() -> Select[Any]:
-    return select(events_table).where(events_table.c.event_id == bindparam("event_id"))
-
-
-def event(conn: Connection, event_id: str) -> RecordedEvent | None:
-    """The event `event_id`, read on `conn` — a current view, whose database holds the log
-    — instead of on a connection of its own as `Ledger.get` reads it: `show` asks it on
-    every call."""
-    row = conn.execute(_event_query(), {"event_id": event_id}).first()
-    return row_to_event(row) if row else None
 
 
 def asset_row(conn: Connection, digest: str) -> dict[str, Any] | None:

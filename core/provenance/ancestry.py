@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +50,6 @@ from strata.core.ledger.event_types import (
     ProducedAsset,
 )
 from strata.core.ledger.events import Payload, RecordedEvent, UnknownPayload, registry
-from strata.core.ledger.log import events_table, row_to_event
 from strata.core.projections.base import table
 from strata.core.projections.lineage import roots, walk
 from strata.core.runtime.jobs import stream as job_stream
@@ -333,22 +332,14 @@ def _positions_of(conn: Connection, named: Sequence[Column[Any]], owner: Column[
 
 
 def _read_streams(strata: Strata, streams: Sequence[str], to_position: int,
-                  types: Collection[str] | None = None, from_position: int = 1
+                  types: Sequence[str] | None = None, from_position: int = 1
                   ) -> list[RecordedEvent]:
     """The events of `streams` (of `types`, when given) from `from_position` to
-    `to_position`, in log order: one query for each _CHUNK streams. (`Ledger.read_all`
-    pages through them instead, every page a query that finds and sorts what is left of
-    every stream again, with a statement recompiled for its hundreds of parameters.)"""
+    `to_position`, in log order: one query for each _CHUNK streams."""
     events: list[RecordedEvent] = []
-    c = events_table.c
-    with strata.ledger.engine.connect() as conn:
-        for start in range(0, len(streams), _CHUNK):
-            query = select(events_table).where(
-                c.stream.in_(streams[start:start + _CHUNK]),
-                c.position.between(from_position, to_position))
-            if types is not None:
-                query = query.where(c.type.in_(sorted(types)))
-            events += (row_to_event(row) for row in conn.execute(query).all())
+    for start in range(0, len(streams), _CHUNK):
+        events += strata.ledger.read_streams(streams[start:start + _CHUNK], from_position,
+                                             to_position, types)
     events.sort(key=lambda e: e.position)
     return events
 
