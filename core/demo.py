@@ -93,9 +93,9 @@ def run_demo(strata: Strata, say: Callable[[str], None],
     say("iteration 1: steps 8 → 20, a purple background")
     second = iterate(strata, improved, ["cfg=11"], branch=name)
     run(second.data["job_id"])
-    say("iteration 2: cfg 7.5 → 11")
+    say(f"iteration 2: cfg {first.data['cfg']:g} → 11")
 
-    branches.rollback(strata, name, "~1", reason="cfg 11 adds nothing; back to iteration 1")
+    branches.rollback(strata, name, "~1", reason="cfg 11 overshoots; back to iteration 1")
     say(f"rolled {name} back one head (nothing removed)")
     with strata.view() as conn:
         head = views.branch(conn, name)["head"]  # type: ignore[index]

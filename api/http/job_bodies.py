@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError, create_model
 
 from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import JobRequest
-from strata.core.ledger.events import explain
+from strata.core.ledger.events import explain, registry
 from strata.core.models import registry as models
 from strata.core.models.diffusion import ModelRef
 from strata.core.runtime import jobs
@@ -87,8 +87,18 @@ def _resolved(strata: Strata, tp: Any, value: Any) -> Any:
 def make_request(strata: Strata, request_model: type[JobRequest],
                  body: BaseModel) -> JobRequest:
     """The layer's request from an endpoint's body: a new job id, models resolved from
-    the registry, every check of the request model; InvalidInput when one fails."""
+    the registry (a cfg left out is the model's recommended one, if it has one), every
+    check of the request model; InvalidInput when one fails."""
     data = _resolved(strata, request_model, body.model_dump(exclude_unset=False))
+    model = data.get("model")
+    if "cfg" in request_model.model_fields and "cfg" not in body.model_fields_set and model:
+        # Left out: the model's recommended guidance, as the command line takes it.
+        # An edit's operation (inpaint, img2img, …), else the layer (generation).
+        operation = str(data.get("operation") or registry.name_of(request_model)[0]
+                        .split(".")[0])
+        recommended = models.recommended_cfg(model["name"], model["path"], operation)
+        if recommended is not None:
+            data["cfg"] = recommended
     try:
         return request_model.model_validate({**data, "job_id": jobs.new_job_id()})
     except ValidationError as error:

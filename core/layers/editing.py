@@ -49,6 +49,7 @@ from strata.core.ledger.event_types import (
 )
 from strata.core.ledger.events import explain, registry
 from strata.core.models.diffusion import (
+    DEFAULT_CFG,
     DeviceName,
     DiffusionCompleted,
     DtypeName,
@@ -103,7 +104,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "flip": ("direction",),
     "resize": ("width", "height"),
 }
-_DIFFUSION_DEFAULTS: dict[str, Any] = {"steps": 20, "cfg": 7.5, "scheduler": "ddim"}
+_DIFFUSION_DEFAULTS: dict[str, Any] = {"steps": 20, "cfg": DEFAULT_CFG, "scheduler": "ddim"}
 DEFAULTS: dict[str, dict[str, Any]] = {
     # Inpainting repaints the masked region from noise; img2img keeps a quarter of the
     # picture (AUTOMATIC1111's default denoising strength).
@@ -614,7 +615,8 @@ def build_request(
     `mask` is a mask file or asset reference; for inpaint and erase, `box` (x, y, w, h)
     makes the mask instead, and for crop it is the region kept. `model` is a registered
     model name (default "tiny") for the diffusion edits; their seed is fixed now (random
-    when not given) so the record is complete. `options` are the request's other fields.
+    when not given) so the record is complete, and without a cfg they take the one the
+    model recommends, if any. `options` are the request's other fields.
 
     Everything is checked before anything is appended; then a mask file or box becomes a
     mask asset (an `asset.imported`, or an `asset.derived` from the source for a box), and
@@ -632,6 +634,9 @@ def build_request(
                       else None)
     if operation in DIFFUSION and seed is None:
         seed = secrets.randbelow(2**32)
+    if registered is not None and options.get("cfg") is None:
+        # None when it recommends none: then the edit's own default.
+        options["cfg"] = models.recommended_cfg(registered.name, registered.path, operation)
     mask_digest, mask_data, mask_file = None, None, None
     mask_box = None  # the box a mask is made from
     if operation in MASKED:

@@ -35,6 +35,7 @@ from strata.core.errors import InvalidInput
 from strata.core.ledger.event_types import JobRequest, ProducedAsset
 from strata.core.ledger.events import Payload, explain, registry
 from strata.core.models.diffusion import (
+    DEFAULT_CFG,
     DeviceName,
     DiffusionCompleted,
     DtypeName,
@@ -80,7 +81,7 @@ class GenerationRequested(JobRequest):
     steps: int = Field(default=20, ge=1, le=500)
     # NaN compares false with every bound, so without allow_inf_nan it would be refused as
     # "less than or equal to 50"; this way the message says what is wrong.
-    cfg: float = Field(default=7.5, ge=0, le=50, allow_inf_nan=False)
+    cfg: float = Field(default=DEFAULT_CFG, ge=0, le=50, allow_inf_nan=False)
     width: int = Field(default=64, ge=8, le=8192)
     height: int = Field(default=64, ge=8, le=8192)
     scheduler: SchedulerName = "ddim"
@@ -370,7 +371,7 @@ def build_request(
     seed: int | None = None,
     negative_prompt: str | None = None,
     steps: int = 20,
-    cfg: float = 7.5,
+    cfg: float | None = None,
     width: int = 64,
     height: int = 64,
     scheduler: str = "ddim",
@@ -388,7 +389,8 @@ def build_request(
     A prompt longer than the model reads is not an error; the request's
     `prompt_window_warnings()` says so, for the caller to show. With `video`, each seed
     makes a clip of `frames` frames at `fps`, through the registered `motion_adapter`,
-    which must fit the model's UNet and make clips that long.
+    which must fit the model's UNet and make clips that long. Without `cfg`, the guidance
+    is the one the model recommends (`registry.recommended_cfg`), else DEFAULT_CFG.
     """
     from strata.core.models import registry as models
     from strata.core.runtime import jobs
@@ -398,6 +400,9 @@ def build_request(
     with strata.view() as conn:
         registered = models.lookup(conn, model)
         adapter = models.lookup(conn, motion_adapter) if video else None
+    if cfg is None:
+        recommended = models.recommended_cfg(registered.name, registered.path, "generation")
+        cfg = DEFAULT_CFG if recommended is None else recommended
     base = secrets.randbelow(2**32) if seed is None else seed
     try:
         request = GenerationRequested(

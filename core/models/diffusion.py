@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 
 # transformers writes this (1e30) as model_max_length when a tokenizer has no limit.
 _NO_LIMIT = 10**9
+# Classifier-free guidance when neither the request nor the model's folder names one
+# (Stable Diffusion's usual scale).
+DEFAULT_CFG = 7.5
 
 
 # The settings every diffusion request names, checked where the request is made. Requests

@@ -7,6 +7,8 @@ being written.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +16,7 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, select
 
-from strata.core.errors import ModelError
+from strata.core.errors import InvalidInput, ModelError
 from strata.core.ledger.event_types import ModelRegistered
 from strata.core.ledger.events import RecordedEvent
 from strata.core.models.digest import weights_digest
@@ -29,6 +31,9 @@ DEFAULT_MODEL = "tiny"
 TINY_KINDS: dict[str, str] = {"image": DEFAULT_MODEL, "video": "tiny-motion",
                               "audio": "tiny-audio"}
 Loaded = TypeVar("Loaded")
+# A model folder may say which settings suit its weights (`recommended_cfg`): a file of
+# Strata's beside diffusers' own, which diffusers never reads.
+SETTINGS_FILE = "strata.json"
 
 
 def digest_cache(strata: Strata) -> Path:
@@ -117,6 +122,31 @@ def lookup(conn: Connection, name: str) -> ModelRow:
             "or `strata model tiny`"
         )
     return ModelRow.model_validate(dict(row._mapping))
+
+
+def recommended_cfg(name: str, path: str, operation: str) -> float | None:
+    """The guidance scale the folder `path` of the model `name` recommends for
+    `operation` (generation, inpaint, img2img, …), or None. Its strata.json says
+    `"cfg": 2.0` (every operation) or `"cfg": {"generation": 2.0}` (those named).
+    Requests that leave cfg out take it; the request records the value used, so a later
+    change of the file changes no recorded recipe."""
+    settings = Path(path) / SETTINGS_FILE
+    if not settings.is_file():
+        return None
+    try:
+        cfg = json.loads(settings.read_text(encoding="utf-8")).get("cfg")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        raise InvalidInput(f"the model {name!r} has an unreadable {settings}: {error}; "
+                           "fix it or remove it") from None
+    if isinstance(cfg, dict):
+        cfg = cfg.get(operation)
+    if cfg is None:
+        return None
+    if isinstance(cfg, bool) or not isinstance(cfg, int | float) or not (
+            math.isfinite(cfg) and 0 <= cfg <= 50):
+        raise InvalidInput(f"the model {name!r} recommends cfg {cfg!r} in {settings}: "
+                           "a number from 0 to 50 is needed")
+    return float(cfg)
 
 
 def all_models(conn: Connection) -> list[ModelRow]:

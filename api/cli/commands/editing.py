@@ -32,7 +32,8 @@ Negative = Annotated[str | None, typer.Option(help="negative prompt")]
 Strength = Annotated[float | None, typer.Option(
     help="how much to change, 0 < S <= 1 (default 1 for inpainting, 0.75 for img2img)")]
 Steps = Annotated[int, typer.Option(help="denoising steps")]
-Cfg = Annotated[float, typer.Option(help="classifier-free guidance scale")]
+Cfg = Annotated[float | None, typer.Option(
+    help="classifier-free guidance scale (default: the model's recommended one, else 7.5)")]
 Seed = Annotated[int | None, typer.Option(help="seed (default: random)")]
 Scheduler = Annotated[str, typer.Option(help="ddim, euler, euler_a, dpmpp_2m, …")]
 Model = Annotated[str, typer.Option(help="a registered model name")]
@@ -65,7 +66,7 @@ def _diffusion(model: str, device: str | None, **options: Any) -> dict[str, Any]
 def inpaint(
     asset: Asset, prompt: Prompt, mask: Mask = None, box: Box = None, fit_mask: FitMask = False,
     feather: Feather = 0, negative: Negative = None, strength: Strength = None,
-    steps: Steps = 20, cfg: Cfg = 7.5, seed: Seed = None, scheduler: Scheduler = "ddim",
+    steps: Steps = 20, cfg: Cfg = None, seed: Seed = None, scheduler: Scheduler = "ddim",
     model: Model = "tiny", device: Device = None, branch: Branch = None, wait: Wait = False,
 ) -> None:
     """Repaint the masked region; every pixel outside the mask stays the source's."""
@@ -80,7 +81,7 @@ def erase(
     asset: Asset, mask: Mask = None, box: Box = None, fit_mask: FitMask = False,
     feather: Feather = 0, prompt: Annotated[str, typer.Option(
         help="what to fill with (default: nothing in particular)")] = "",
-    negative: Negative = None, steps: Steps = 20, cfg: Cfg = 7.5, seed: Seed = None,
+    negative: Negative = None, steps: Steps = 20, cfg: Cfg = None, seed: Seed = None,
     scheduler: Scheduler = "ddim", model: Model = "tiny", device: Device = None,
     branch: Branch = None, wait: Wait = False,
 ) -> None:
@@ -94,7 +95,7 @@ def erase(
 def outpaint(
     asset: Asset, prompt: Prompt, left: Pixels = 0, right: Pixels = 0, top: Pixels = 0,
     bottom: Pixels = 0, feather: Feather = 0, negative: Negative = None,
-    strength: Strength = None, steps: Steps = 20, cfg: Cfg = 7.5, seed: Seed = None,
+    strength: Strength = None, steps: Steps = 20, cfg: Cfg = None, seed: Seed = None,
     scheduler: Scheduler = "ddim", model: Model = "tiny", device: Device = None,
     branch: Branch = None, wait: Wait = False,
 ) -> None:
@@ -108,7 +109,7 @@ def outpaint(
 @edit_app.command()
 def img2img(
     asset: Asset, prompt: Prompt, strength: Strength = None, negative: Negative = None,
-    steps: Steps = 20, cfg: Cfg = 7.5, seed: Seed = None, scheduler: Scheduler = "ddim",
+    steps: Steps = 20, cfg: Cfg = None, seed: Seed = None, scheduler: Scheduler = "ddim",
     model: Model = "tiny", device: Device = None, branch: Branch = None, wait: Wait = False,
 ) -> None:
     """Repaint the whole image, changing it by STRENGTH."""

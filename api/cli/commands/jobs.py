@@ -75,7 +75,9 @@ def generate(
         "--n", help="how many candidates (seeds); default 4 pictures or 1 video")] = None,
     seed: Annotated[int | None, typer.Option(help="first seed (default: random)")] = None,
     steps: Annotated[int, typer.Option(help="denoising steps")] = 20,
-    cfg: Annotated[float, typer.Option(help="classifier-free guidance scale")] = 7.5,
+    cfg: Annotated[float | None, typer.Option(
+        help="classifier-free guidance scale (default: the model's recommended one, "
+             "else 7.5)")] = None,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, multiples of 8")] = "64x64",
     scheduler: Annotated[str, typer.Option(help="ddim, euler, euler_a, dpmpp_2m, …")] = "ddim",
     model: Annotated[str, typer.Option(help="a registered model name")] = "tiny",

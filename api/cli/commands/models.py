@@ -9,6 +9,7 @@ import typer
 
 from strata.api.cli.app import Json, app, console, open_strata, print_json, print_rows
 from strata.core.errors import InvalidInput
+from strata.core.models.shapes import DEFAULT_MINUTES
 
 model_app = typer.Typer(help="Register and list the models the executors load.",
                         no_args_is_help=True)
@@ -57,7 +58,7 @@ def train_shapes(
     = Path("shapes-model"),
     minutes: Annotated[float, typer.Option(
         help="the training budget, as minutes on two idle CPU cores (a fixed number of "
-             "steps: the same minutes and seed give the same weights)")] = 14.0,
+             "steps: the same minutes and seed give the same weights)")] = DEFAULT_MINUTES,
     seed: Annotated[int, typer.Option(help="seed of the data and the weights")] = 0,
     threads: Annotated[int, typer.Option(
         min=1, help="CPU threads (the weights depend on it: keep it to reproduce them)")] = 2,

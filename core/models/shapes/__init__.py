@@ -7,5 +7,7 @@ training; the trained weights ship in `weights/` (see its README.md, the model c
 from pathlib import Path
 
 NAME = "shapes"
+# The shipped weights' training budget, in minutes on two idle CPU cores.
+DEFAULT_MINUTES = 28.0
 # The shipped diffusers folder, package data of strata.core.models.shapes.
 SHIPPED = Path(__file__).resolve().parent / "weights"

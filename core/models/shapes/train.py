@@ -3,8 +3,9 @@ the text encoder with it) on the VAE's latents, written as a diffusers folder.
 
 The pipeline has Stable Diffusion's component classes — CLIPTokenizer, CLIPTextModel,
 UNet2DConditionModel, AutoencoderKL, DDIMScheduler — so every executor and `from_pipe`
-path that runs a real model runs this one. The UNet keeps the tiny model's block
-channels (32, 64) and one layer per block, so the tiny motion adapter fits it too.
+path that runs a real model runs this one. The UNet keeps the tiny model's blocks
+(32 and 64 channels, one layer each, cross-attention in the lower one), so the tiny
+motion adapter fits it too.
 
 A run is a fixed number of steps derived from its minutes, never a deadline: the same
 seed, minutes and thread count give the same weights on the same machine, however busy
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from strata.core.errors import InvalidInput
-from strata.core.models.shapes import world
+from strata.core.models.registry import SETTINGS_FILE
+from strata.core.models.shapes import DEFAULT_MINUTES, world
 from strata.core.models.shapes.tokenizer import write_vocabulary
 from strata.core.models.tiny import write_model_folder
 
@@ -43,6 +45,11 @@ TEXT_WIDTH = 64  # the text encoder's width, and the UNet's cross-attention widt
 # quarter of the time.
 CROP = 32
 LATENT_CHANNELS = 4  # as Stable Diffusion's: inpainting with a plain UNet needs 4
+# The VAE's blocks: three halve the picture twice, 64 px to 16x16 latents. Stable
+# Diffusion's factor of 8 (8x8 latents here) blurred a small shape into one or two cells:
+# such a VAE gave a shape's colour back right in 56% of reconstructions.
+VAE_CHANNELS = (16, 32, 64)
+DOWNSCALE = 2 ** (len(VAE_CHANNELS) - 1)
 INITIAL_LOG_VARIANCE = -8.0
 VAE_LR = 1e-3
 # Few groups: with one channel per group GroupNorm is an instance norm, which erases a
@@ -54,17 +61,29 @@ NORM_GROUPS = 1
 MID_ATTENTION = False
 UNET_LR = 1e-3
 # The standard deviation of the scaled latents. Stable Diffusion's 1.0 is too much signal
-# for 8x8 latents of flat pictures: even at the last noise step the UNet can read a
-# colour from the noise itself (averaging 64 positions), learns to, and then ignores the
-# prompt. Half shifts every step 4x towards noise (as "simple diffusion" does for small
-# images), so that the colours must come from the text.
-LATENT_SPREAD = 0.5
+# for 16x16 latents of flat pictures: even at the last noise step the UNet can read a
+# colour from the noise itself (averaging 256 positions), learns to, and then ignores
+# the prompt. 0.35 shifts every step 8x towards noise (as "simple diffusion" does for
+# small images), so that the colours must come from the text.
+LATENT_SPREAD = 0.35
 # The UNet predicts v (Salimans & Ho), not the noise: at high noise v is nearly the clean
 # latent, so the loss rewards reading the colours from the prompt exactly where sampling
 # decides them; predicting the noise there costs almost nothing and teaches nothing.
 PREDICTION = "v_prediction"
+# The UNet's loss counts a latent cell (1 + SHAPE_WEIGHT x the share of it the shape
+# covers) times: a shape covers a tenth of the picture or less, and with equal weights
+# the background's colour is nine tenths of what there is to learn, the shape's colour
+# and place almost nothing.
+SHAPE_WEIGHT = 4.0
 PROMPT_DROPOUT = 0.1  # the share of empty prompts, which classifier-free guidance needs
-DEFAULT_MINUTES = 14.0  # the shipped weights' budget
+# The guidance the model's folder recommends for generation (registry.recommended_cfg), so
+# that requests without a cfg take it. Measured on the shipped weights with
+# bench/shapes_quality.py (100 prompts, 20 steps): both colours right in 89% and the place
+# in 99% at 2, against 38% and 72% at Stable Diffusion's usual 7.5, which overshoots a
+# model this small. Inpainting is the other way round (a yellow star where a shape was:
+# 35% at 2, 55% at 5.5, 85% at 7.5): it has to overrule the picture around the mask, so
+# edits keep the usual default.
+RECOMMENDED_CFG = {"generation": 2.0}
 
 Say = Callable[[str], None]
 
@@ -72,8 +91,8 @@ Say = Callable[[str], None]
 @dataclass(frozen=True)
 class Budget:
     """Steps per stage for a run of about `minutes` on two idle CPU cores (measured: a VAE
-    step of 32 crops ≈ 0.24 s, a UNet step of 64 latents ≈ 0.33 s): 40% for the VAE,
-    55% for the UNet."""
+    step of 32 crops ≈ 0.19 s, a UNet step of 64 latents ≈ 0.75 s): 15% for the VAE, 80%
+    for the UNet."""
     minutes: float
     vae_steps: int
     scenes: int
@@ -85,8 +104,8 @@ class Budget:
     def for_minutes(cls, minutes: float) -> Budget:
         if not (math.isfinite(minutes) and 0.5 <= minutes <= 600):
             raise InvalidInput(f"--minutes must be between 0.5 and 600, not {minutes}")
-        return cls(minutes=minutes, vae_steps=round(minutes * 100),
-                   scenes=min(8000, round(minutes * 400)), unet_steps=round(minutes * 100))
+        return cls(minutes=minutes, vae_steps=round(minutes * 45),
+                   scenes=min(10_000, round(minutes * 400)), unet_steps=round(minutes * 62))
 
 
 @dataclass(frozen=True)
@@ -120,6 +139,8 @@ def train_shapes(folder: Path, minutes: float = DEFAULT_MINUTES, seed: int = 0,
         finally:
             torch.set_num_threads(previous_threads)
         pipeline.save_pretrained(staging, safe_serialization=True)  # type: ignore[attr-defined]
+        (staging / SETTINGS_FILE).write_text(json.dumps({"cfg": RECOMMENDED_CFG}) + "\n",
+                                             encoding="utf-8")
         report.update(losses, seconds=time.monotonic() - started)
         _write_card(staging, TrainingReport(folder=Path(folder), budget=budget, seed=seed,
                                             threads=threads, **report))
@@ -167,21 +188,25 @@ letter by letter and mean nothing to it.
 - seed {report.seed}; {report.threads} CPU thread{"s" if report.threads > 1 else ""};
   {report.seconds / 60:.1f} minutes on the machine that trained it (the budget:
   {budget.minutes:g} minutes on two idle cores)
-- VAE (4 blocks of 16/32/64/64 channels, 8x8x4 latents): {budget.vae_steps} steps of
-  {budget.vae_batch} random 32x32 crops of fresh pictures, L1 + L2 + 1e-6 KL; final loss
-  {report.vae_loss:.4f}
-- UNet (2 blocks of 32/64 channels, cross-attention at both) trained with the text
-  encoder (2 layers, width {TEXT_WIDTH}, {MAX_PROMPT_TOKENS} tokens): {budget.unet_steps}
-  steps of {budget.unet_batch} latents of {budget.scenes} fixed pictures, v prediction
-  on Stable Diffusion's noise schedule with latents scaled to a spread of
-  {LATENT_SPREAD}, AdamW with cosine decay, weights averaged (EMA 0.999); final loss
+- VAE ({len(VAE_CHANNELS)} blocks of {"/".join(map(str, VAE_CHANNELS))} channels, \
+{world.SIZE // DOWNSCALE}x{world.SIZE // DOWNSCALE}x{LATENT_CHANNELS} latents): \
+{budget.vae_steps} steps of {budget.vae_batch} random {CROP}x{CROP} crops of fresh \
+pictures, L1 + L2 + 1e-6 KL; final loss {report.vae_loss:.4f}
+- UNet (2 blocks of 32/64 channels, cross-attention in the lower one and the middle,
+  the pooled prompt added to the timestep's embedding) trained with the text encoder
+  (2 layers, width {TEXT_WIDTH}, {MAX_PROMPT_TOKENS} tokens): {budget.unet_steps} steps
+  of {budget.unet_batch} latents of {budget.scenes} fixed pictures, v prediction on
+  Stable Diffusion's noise schedule with latents scaled to a spread of {LATENT_SPREAD},
+  each latent cell's error weighed 1 + {SHAPE_WEIGHT:g} x the share of it the shape
+  covers, AdamW with cosine decay, weights averaged (EMA 0.999); final loss
   {report.unet_loss:.4f}
 - the same seed, budget and thread count give the same weights on the same machine
 
 ## Quality
 
-Measured by `python bench/shapes_quality.py` (100 random prompts, 20 DDIM steps, guidance
-7.5; 20 inpainting trials); see the figures below when they have been added.
+Measured by `python bench/shapes_quality.py` (100 random prompts, 20 DDIM steps; 20
+inpainting trials) at the guidance the folder's strata.json recommends: {RECOMMENDED_CFG}
+(other requests: Strata's default, 7.5); see the figures below when they have been added.
 """, encoding="utf-8")
 
 
@@ -226,13 +251,12 @@ def _components(tokenizer: CLIPTokenizer,
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
-    # Four blocks downsample by 8: 64 px pictures, 8x8x4 latents, as Stable Diffusion's
-    # 512 px and 64x64x4; the UNet's cost, which dominates training, grows with the latent.
+    blocks = len(VAE_CHANNELS)
     vae: Vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=LATENT_CHANNELS, sample_size=world.SIZE,
-        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=NORM_GROUPS,
-        mid_block_add_attention=MID_ATTENTION)
+        down_block_types=("DownEncoderBlock2D",) * blocks,
+        up_block_types=("UpDecoderBlock2D",) * blocks, block_out_channels=VAE_CHANNELS,
+        layers_per_block=1, norm_num_groups=NORM_GROUPS, mid_block_add_attention=MID_ATTENTION)
     # The posterior's log-variance starts near 0 (a standard deviation of 1, far larger
     # than the means), which drowns the latents in noise and keeps the decoder from
     # learning for many steps; starting it small makes the VAE an autoencoder from step 1.
@@ -241,12 +265,17 @@ def _components(tokenizer: CLIPTokenizer,
         vae.quant_conv.bias[LATENT_CHANNELS:] = INITIAL_LOG_VARIANCE
     torch.manual_seed(seed)
     unet: UNet = UNet2DConditionModel(
-        sample_size=world.SIZE // 8, in_channels=4, out_channels=4,
+        sample_size=world.SIZE // DOWNSCALE, in_channels=4, out_channels=4,
         block_out_channels=(32, 64), layers_per_block=1, attention_head_dim=8,
-        # Cross-attention at both resolutions: colour at 8x8, place and shape at 4x4.
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TEXT_WIDTH)
+        # Cross-attention at 8x8 (and in the middle block): enough cells to place a shape
+        # in, and a quarter of the cost of attending at 16x16, which would halve the steps.
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=TEXT_WIDTH,
+        # The prompt, pooled, is added to the timestep's embedding, which every ResNet
+        # block reads: colours reach every cell from the first step, where cross-attention
+        # alone learned them slowly (the background only, after 1,400 steps).
+        addition_embed_type="text", addition_embed_type_num_heads=4)
     torch.manual_seed(seed)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         hidden_size=TEXT_WIDTH, intermediate_size=TEXT_WIDTH * 2, num_attention_heads=4,
@@ -289,8 +318,9 @@ def _train_vae(vae: Vae, budget: Budget, scenes: random.Random, say: Say) -> flo
         crops = []
         for _ in range(budget.vae_batch):
             # Offsets on the latent grid keep each crop's pixels where the full picture
-            # puts them relative to the 8-pixel cells.
-            left, top = (8 * scenes.randint(0, (world.SIZE - CROP) // 8) for _ in range(2))
+            # puts them relative to the latent cells.
+            left, top = (DOWNSCALE * scenes.randint(0, (world.SIZE - CROP) // DOWNSCALE)
+                         for _ in range(2))
             crops.append(world.render(world.random_scene(scenes)).crop(
                 (left, top, left + CROP, top + CROP)))
         batch = _pixels(crops)
@@ -317,12 +347,16 @@ class _Latents:
     mean: torch.Tensor
     std: torch.Tensor
     scaling: float  # the VAE's scaling factor
+    weights: torch.Tensor  # per latent cell, the loss weight (see SHAPE_WEIGHT)
 
 
 def _encode(vae: Vae, scenes: list[world.Scene], say: Say) -> _Latents:
-    """Encode the UNet's training pictures once, and set the VAE's scaling factor so that
-    scaled latents have unit variance, as Stable Diffusion's do."""
+    """Encode the UNet's training pictures once, set the VAE's scaling factor so that
+    scaled latents have a spread of LATENT_SPREAD, and weigh each latent cell by the share
+    of it the shape covers."""
+    import numpy as np
     import torch
+    from PIL import Image
 
     means, stds = [], []
     with torch.no_grad():
@@ -332,11 +366,14 @@ def _encode(vae: Vae, scenes: list[world.Scene], say: Say) -> _Latents:
             means.append(posterior.mean)
             stds.append(posterior.std)
     mean, std = torch.cat(means), torch.cat(stds)
+    cells = world.SIZE // DOWNSCALE
+    coverage = torch.stack([torch.from_numpy(np.asarray(world.silhouette(scene).resize(
+        (cells, cells), Image.Resampling.BOX), dtype=np.float32) / 255) for scene in scenes])
     spread = float(torch.sqrt((mean ** 2).mean() + (std ** 2).mean() - mean.mean() ** 2))
     scaling = LATENT_SPREAD / spread
     vae.register_to_config(scaling_factor=scaling)
     say(f"encoded {len(scenes)} pictures: latent scaling factor {scaling:.4f}")
-    return _Latents(scenes, mean, std, scaling)
+    return _Latents(scenes, mean, std, scaling, (1 + SHAPE_WEIGHT * coverage)[:, None])
 
 
 def _train_unet(unet: UNet, text_encoder: CLIPTextModel,
@@ -370,7 +407,7 @@ def _train_unet(unet: UNet, text_encoder: CLIPTextModel,
         context = text_encoder(tokens.input_ids)[0]
         predicted = unet(noisy, timesteps, context).sample
         target = noise_schedule.get_velocity(clean, noise, timesteps)
-        loss = ((predicted - target) ** 2).mean()
+        loss = (latents.weights[index] * (predicted - target) ** 2).mean()
         for group in optimizer.param_groups:
             group["lr"] = _schedule(step, budget.unet_steps, UNET_LR)
         optimizer.zero_grad(set_to_none=True)

@@ -108,10 +108,20 @@ _SUPERSAMPLE = 4  # draw large and shrink, for smooth edges
 
 def render(scene: Scene) -> Image.Image:
     """The scene as a 64x64 RGB picture."""
+    return _draw(scene, "RGB", COLOURS[scene.colour], COLOURS[scene.background])
+
+
+def silhouette(scene: Scene) -> Image.Image:
+    """Where the scene's shape lies: a 64x64 greyscale picture, 255 on the shape (edges
+    partly), 0 elsewhere (a ring's hole too)."""
+    return _draw(scene, "L", 255, 0)
+
+
+def _draw(scene: Scene, mode: str, fill: int | tuple[int, int, int],
+          background: int | tuple[int, int, int]) -> Image.Image:
     scale = _SUPERSAMPLE
-    canvas = Image.new("RGB", (SIZE * scale, SIZE * scale), COLOURS[scene.background])
+    canvas = Image.new(mode, (SIZE * scale, SIZE * scale), background)
     draw = ImageDraw.Draw(canvas)
-    fill = COLOURS[scene.colour]
     x, y, r = scene.centre[0] * scale, scene.centre[1] * scale, scene.radius * scale
     box = (x - r, y - r, x + r, y + r)
     if scene.shape == "circle":
@@ -119,8 +129,7 @@ def render(scene: Scene) -> Image.Image:
     elif scene.shape == "ring":
         draw.ellipse(box, fill=fill)
         inner = r * 0.55
-        draw.ellipse((x - inner, y - inner, x + inner, y + inner),
-                     fill=COLOURS[scene.background])
+        draw.ellipse((x - inner, y - inner, x + inner, y + inner), fill=background)
     elif scene.shape == "square":
         side = r * 0.85  # the same area to the eye as a circle of radius r
         draw.rectangle((x - side, y - side, x + side, y + side), fill=fill)
