@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from strata.core.errors import InvalidInput
+from strata.core.models.shapes import NAME as SHAPES
 
 # S3's rules for bucket names (the common subset every S3-compatible store accepts).
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -59,6 +60,10 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(
         default=4 * 1024**3, description="files larger than this are refused on ingest"
+    )
+    default_model: str = Field(
+        default=SHAPES, description="the registered model that diffusion requests naming "
+        "none use: the shipped shapes model unless set (tests set the faster tiny)"
     )
 
     @cached_property

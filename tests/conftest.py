@@ -78,12 +78,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Settings]:
     home = tmp_path / "store"
+    # Requests that name no model draw with the tiny one, the fastest; the shapes model,
+    # every user's default, is named where a test is about it.
     if backend == "sqlite":
-        yield Settings(home=home)
+        yield Settings(home=home, default_model="tiny")
         return
     database = request.getfixturevalue("postgres_database")
     for url in _postgres_schema_url(database):
-        yield Settings(home=home, database_url=url)
+        yield Settings(home=home, database_url=url, default_model="tiny")
 
 
 @pytest.fixture
@@ -102,6 +104,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process (CLI, worker) open the same store."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STRATA_")}
     env["STRATA_HOME"] = str(settings.home)
+    env["STRATA_DEFAULT_MODEL"] = settings.default_model
     if settings.database_url:
         env["STRATA_DATABASE_URL"] = settings.database_url
     return env

@@ -226,7 +226,7 @@ def _reissued_import(strata: Strata, digest: str, recipe: EmbeddedRecipe,
 
     first = recipe.passes[0]
     with strata.view() as conn:
-        registered = models.lookup(conn, model or models.DEFAULT_MODEL)
+        registered = models.lookup(conn, model or strata.store.settings.default_model)
         asset = views.asset_row(conn, digest) or {}
     diff: dict[str, Any] = {}
 

@@ -614,9 +614,9 @@ def build_request(
 
     `mask` is a mask file or asset reference; for inpaint and erase, `box` (x, y, w, h)
     makes the mask instead, and for crop it is the region kept. `model` is a registered
-    model name (default "tiny") for the diffusion edits; their seed is fixed now (random
-    when not given) so the record is complete, and without a cfg they take the one the
-    model recommends, if any. `options` are the request's other fields.
+    model name (default: the store's `default_model`) for the diffusion edits; their seed is
+    fixed now (random when not given) so the record is complete, and without a cfg they
+    take the one the model recommends, if any. `options` are the request's other fields.
 
     Everything is checked before anything is appended; then a mask file or box becomes a
     mask asset (an `asset.imported`, or an `asset.derived` from the source for a box), and
@@ -630,8 +630,8 @@ def build_request(
     digest = strata.resolve_asset(source)
     size = _source_size(strata, digest)
     with strata.view() as conn:
-        registered = (models.lookup(conn, model or "tiny") if operation in DIFFUSION
-                      else None)
+        registered = (models.lookup(conn, model or strata.store.settings.default_model)
+                      if operation in DIFFUSION else None)
     if operation in DIFFUSION and seed is None:
         seed = secrets.randbelow(2**32)
     if registered is not None and options.get("cfg") is None:

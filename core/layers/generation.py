@@ -366,7 +366,7 @@ def build_request(
     strata: Strata,
     prompt: str,
     *,
-    model: str,
+    model: str | None = None,
     n: int = 1,
     seed: int | None = None,
     negative_prompt: str | None = None,
@@ -384,6 +384,7 @@ def build_request(
     motion_adapter: str = DEFAULT_MOTION_ADAPTER,
 ) -> GenerationRequested:
     """A validated request; seeds are fixed now (seed, seed+1, …) so the record is complete.
+    Without `model`, the store's `default_model` (STRATA_DEFAULT_MODEL; shapes) draws.
 
     Everything is checked before anything is appended: a bad argument raises InvalidInput.
     A prompt longer than the model reads is not an error; the request's
@@ -398,7 +399,7 @@ def build_request(
     if not 1 <= n <= 256:
         raise InvalidInput(f"--n must be between 1 and 256, not {n}")
     with strata.view() as conn:
-        registered = models.lookup(conn, model)
+        registered = models.lookup(conn, model or strata.store.settings.default_model)
         adapter = models.lookup(conn, motion_adapter) if video else None
     if cfg is None:
         recommended = models.recommended_cfg(registered.name, registered.path, "generation")

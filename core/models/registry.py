@@ -25,11 +25,9 @@ from strata.core.projections.base import table
 from strata.core.service import Strata
 from strata.core.storage.schema import ModelRow
 
-DEFAULT_MODEL = "tiny"
 # What `strata model tiny --kind K` writes, and the name it registers by default: the image
 # pipeline, a motion adapter for it (text-to-video) and a text-to-audio pipeline.
-TINY_KINDS: dict[str, str] = {"image": DEFAULT_MODEL, "video": "tiny-motion",
-                              "audio": "tiny-audio"}
+TINY_KINDS: dict[str, str] = {"image": "tiny", "video": "tiny-motion", "audio": "tiny-audio"}
 Loaded = TypeVar("Loaded")
 # A model folder may say which settings suit its weights (`recommended_cfg`): a file of
 # Strata's beside diffusers' own, which diffusers never reads.

@@ -36,7 +36,8 @@ Cfg = Annotated[float | None, typer.Option(
     help="classifier-free guidance scale (default: the model's recommended one, else 7.5)")]
 Seed = Annotated[int | None, typer.Option(help="seed (default: random)")]
 Scheduler = Annotated[str, typer.Option(help="ddim, euler, euler_a, dpmpp_2m, …")]
-Model = Annotated[str, typer.Option(help="a registered model name")]
+Model = Annotated[str | None, typer.Option(
+    help="a registered model name (default: shapes, or STRATA_DEFAULT_MODEL)")]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps")]
 Branch = Annotated[str | None, typer.Option(help="default: the current branch")]
 Pixels = Annotated[int, typer.Option(help="pixels to add on this side")]
@@ -56,7 +57,7 @@ def _edit(operation: str, asset: str, wait: bool, *, branch: str | None = None,
     submit(strata, request, wait)
 
 
-def _diffusion(model: str, device: str | None, **options: Any) -> dict[str, Any]:
+def _diffusion(model: str | None, device: str | None, **options: Any) -> dict[str, Any]:
     """The options of a diffusion edit, unset ones left to the request's defaults."""
     return {"model": model, "device": device,
             **{k: v for k, v in options.items() if v is not None}}
@@ -67,7 +68,7 @@ def inpaint(
     asset: Asset, prompt: Prompt, mask: Mask = None, box: Box = None, fit_mask: FitMask = False,
     feather: Feather = 0, negative: Negative = None, strength: Strength = None,
     steps: Steps = 20, cfg: Cfg = None, seed: Seed = None, scheduler: Scheduler = "ddim",
-    model: Model = "tiny", device: Device = None, branch: Branch = None, wait: Wait = False,
+    model: Model = None, device: Device = None, branch: Branch = None, wait: Wait = False,
 ) -> None:
     """Repaint the masked region; every pixel outside the mask stays the source's."""
     _edit("inpaint", asset, wait, branch=branch, mask=mask, box=box, **_diffusion(
@@ -82,7 +83,7 @@ def erase(
     feather: Feather = 0, prompt: Annotated[str, typer.Option(
         help="what to fill with (default: nothing in particular)")] = "",
     negative: Negative = None, steps: Steps = 20, cfg: Cfg = None, seed: Seed = None,
-    scheduler: Scheduler = "ddim", model: Model = "tiny", device: Device = None,
+    scheduler: Scheduler = "ddim", model: Model = None, device: Device = None,
     branch: Branch = None, wait: Wait = False,
 ) -> None:
     """Remove the masked region: fill it by inpainting."""
@@ -96,7 +97,7 @@ def outpaint(
     asset: Asset, prompt: Prompt, left: Pixels = 0, right: Pixels = 0, top: Pixels = 0,
     bottom: Pixels = 0, feather: Feather = 0, negative: Negative = None,
     strength: Strength = None, steps: Steps = 20, cfg: Cfg = None, seed: Seed = None,
-    scheduler: Scheduler = "ddim", model: Model = "tiny", device: Device = None,
+    scheduler: Scheduler = "ddim", model: Model = None, device: Device = None,
     branch: Branch = None, wait: Wait = False,
 ) -> None:
     """Extend the canvas and paint the new border; the original pixels stay as they are."""
@@ -110,7 +111,7 @@ def outpaint(
 def img2img(
     asset: Asset, prompt: Prompt, strength: Strength = None, negative: Negative = None,
     steps: Steps = 20, cfg: Cfg = None, seed: Seed = None, scheduler: Scheduler = "ddim",
-    model: Model = "tiny", device: Device = None, branch: Branch = None, wait: Wait = False,
+    model: Model = None, device: Device = None, branch: Branch = None, wait: Wait = False,
 ) -> None:
     """Repaint the whole image, changing it by STRENGTH."""
     _edit("img2img", asset, wait, branch=branch, **_diffusion(

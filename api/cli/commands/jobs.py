@@ -80,7 +80,8 @@ def generate(
              "else 7.5)")] = None,
     size: Annotated[str, typer.Option(help="WIDTHxHEIGHT, multiples of 8")] = "64x64",
     scheduler: Annotated[str, typer.Option(help="ddim, euler, euler_a, dpmpp_2m, …")] = "ddim",
-    model: Annotated[str, typer.Option(help="a registered model name")] = "tiny",
+    model: Annotated[str | None, typer.Option(
+        help="a registered model name (default: shapes, or STRATA_DEFAULT_MODEL)")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N, mps")] = None,
     branch: Annotated[str | None, typer.Option(help="default: the current branch")] = None,
     video: Annotated[bool, typer.Option(

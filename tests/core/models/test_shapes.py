@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from strata.core.config import Settings
 from strata.core.errors import InvalidInput
 from strata.core.layers import build_executors, editing
 from strata.core.layers.generation import build_request
@@ -28,6 +29,8 @@ from strata.core.models.tiny import ModelFolderNotEmpty
 from strata.core.runtime import jobs
 from strata.core.runtime.worker import Worker
 from strata.core.service import Strata
+from strata.core.store import Store
+from tests.helpers import png_bytes
 
 STEPS = 20
 # Low strength keeps the source's picture; high strength draws the new prompt; an
@@ -139,6 +142,25 @@ def test_a_rendered_scene_reads_back_as_drawn() -> None:
         seen = world.read(world.render(scene))
         assert (seen.colour, seen.background, seen.position) == (
             scene.colour, scene.background, scene.position)
+
+
+def test_requests_that_name_no_model_draw_with_shapes_unless_told_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STRATA_DEFAULT_MODEL", raising=False)
+    store = Store.open(Settings(home=tmp_path / "store"), create=True)
+    try:
+        user = Strata(store)
+        models.install_shapes(user)
+        request = build_request(user, "a red circle on a blue background, top left", seed=1)
+        assert (request.model.name, request.cfg) == ("shapes", 2.0)  # its recommended cfg
+        (tmp_path / "source.png").write_bytes(png_bytes(1))
+        source = user.add_file(tmp_path / "source.png").data["asset"]["digest"]
+        edit = editing.build_request(user, "img2img", source, prompt="a yellow star", seed=1)
+        assert edit.model is not None and edit.model.name == "shapes"
+    finally:
+        store.close()
+    monkeypatch.setenv("STRATA_DEFAULT_MODEL", "tiny")
+    assert Settings().default_model == "tiny"
 
 
 def test_a_silhouette_is_where_the_shape_is_drawn() -> None:
