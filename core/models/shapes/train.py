@@ -90,9 +90,9 @@ Say = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Budget:
-    """Steps per stage for a run of about `minutes` on two idle CPU cores (measured: a VAE
-    step of 32 crops ≈ 0.19 s, a UNet step of 64 latents ≈ 0.75 s): 15% for the VAE, 80%
-    for the UNet."""
+    """Steps per stage for a run of at most about `minutes` on two idle CPU cores
+    (measured: a VAE step of 32 crops ≈ 0.19 s, a UNet step of 64 latents 0.6 to 0.75 s, so
+    the shipped 28 minutes took 20): 15% for the VAE, 80% for the UNet."""
     minutes: float
     vae_steps: int
     scenes: int
