@@ -85,3 +85,12 @@ def test_a_generation_over_http_without_cfg_takes_the_models(advised: Strata) ->
             assert answer.status_code == 202, answer.text
             job = advised.ledger.read_stream(f"job:{answer.json()['job_id']}")[0]
             assert job.data["cfg"] == cfg
+        # An edit takes what the folder says for its own operation: nothing for img2img.
+        stored = client.post("/assets", content=png_bytes(1),
+                             headers={"Content-Type": "image/png"}).json()["digest"]
+        answer = client.post("/jobs/editing", json={
+            "operation": "img2img", "source": stored, "prompt": "a boat", "seed": 1,
+            "model": "advised"})
+        assert answer.status_code == 202, answer.text
+        job = advised.ledger.read_stream(f"job:{answer.json()['job_id']}")[0]
+        assert job.data["cfg"] == DEFAULT_CFG
