@@ -21,6 +21,13 @@ from strata.core.config import Settings
 from strata.core.service import Strata
 from strata.core.store import Store
 
+# One loopback S3 server for the whole run. A fixture imported into a test module is a
+# fixture of its own there: two servers would then run, and the AWS_ENDPOINT_URL the
+# later one set would send the other's tests' command-line runs to the wrong server.
+from tests.core.storage.s3server import s3_server
+
+__all__ = ["s3_server"]
+
 PG_ADMIN_URL = os.environ.get(
     "STRATA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

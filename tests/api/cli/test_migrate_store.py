@@ -19,10 +19,8 @@ from strata.core.store import Store
 from strata.core.transfer import migrate_store
 from tests.api.cli.test_cli import Cli
 from tests.conftest import _postgres_schema_url
-from tests.core.storage.s3server import BUCKET, S3Server, s3_server
+from tests.core.storage.s3server import BUCKET, S3Server
 from tests.helpers import png_bytes
-
-__all__ = ["s3_server"]  # the loopback S3 server fixture, used here too
 
 
 @pytest.fixture
